@@ -6,11 +6,27 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from cxrjax.models import resnet
+from cxrjax.models import densenet, resnet, swin, vgg
 from cxrjax.models.heads import Classifier
 
 BACKBONES = {
     "resnet18": resnet.ResNet18,
+    "resnet34": resnet.ResNet34,
+    "resnet50": resnet.ResNet50,
+    "resnet101": resnet.ResNet101,
+    "resnet152": resnet.ResNet152,
+    "densenet121": densenet.DenseNet121,
+    "densenet161": densenet.DenseNet161,
+    "densenet169": densenet.DenseNet169,
+    "densenet201": densenet.DenseNet201,
+    "vgg16": vgg.VGG16,
+    "vgg16_bn": vgg.VGG16BN,
+    "vgg19": vgg.VGG19,
+    "vgg19_bn": vgg.VGG19BN,
+    "swin_tiny": swin.SwinTiny,
+    "swin_small": swin.SwinSmall,
+    "swin_base": swin.SwinBase,
+    "swin_base_384": swin.SwinBase384,
 }
 
 

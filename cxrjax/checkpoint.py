@@ -1,0 +1,76 @@
+"""Orbax checkpoints of a run: train state + data-iterator state + config + metrics, keeping best and latest.
+
+Why an explicit preservation policy: Orbax's `max_to_keep` combined with `best_fn` ranks by the metric only and can
+delete the newest checkpoint, which breaks resumption. Here the latest checkpoint and the best-by-validation-AUC one
+are both always kept. A checkpoint written on SIGTERM (mid-epoch, no validation metric) counts as latest only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
+
+BEST_METRIC = "val_mean_auc"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _best_metric(metrics: dict[str, Any]) -> float:
+    return float(metrics[BEST_METRIC])
+
+
+def manager(workdir: str) -> ocp.CheckpointManager:
+    keep = policies.AnyPreservationPolicy([
+        policies.LatestN(n=1),
+        policies.BestN(get_metric_fn=_best_metric, n=1, keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(best_fn=_best_metric, best_mode="max", preservation_policy=keep,
+                                           create=True)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR)), options=options,
+                                 item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                                "data_iter": grain.checkpoint.CheckpointHandler(),
+                                                "config": ocp.JsonCheckpointHandler(),
+                                                "extra": ocp.JsonCheckpointHandler()})
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, config: dict, metrics: dict | None = None,
+         extra: dict | None = None) -> None:
+    """Saves synchronously-complete state; `extra` holds JSON such as validation thresholds."""
+    mngr.save(step, metrics=metrics, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data_iter=grain.checkpoint.CheckpointSave(data_iter),
+        config=ocp.args.JsonSave(config),
+        extra=ocp.args.JsonSave(extra or {}),
+    ))
+    mngr.wait_until_finished()
+
+
+def resolve_step(mngr: ocp.CheckpointManager, which: str | int) -> int:
+    """`best`, `latest` or a step number → a saved step, with a clear error if there is none."""
+    steps = mngr.all_steps()
+    if not steps:
+        raise FileNotFoundError(f"no checkpoints in {mngr.directory}")
+    if which == "latest":
+        return mngr.latest_step()
+    if which == "best":
+        return mngr.best_step()
+    step = int(which)
+    if step not in steps:
+        raise FileNotFoundError(f"no checkpoint at step {step} in {mngr.directory}; saved steps: {sorted(steps)}")
+    return step
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter=None):
+    """Restores the train state (onto the shardings of `abstract_state`) and, if given, the data iterator in place."""
+    items = {"state": ocp.args.StandardRestore(abstract_state)}
+    if data_iter is not None:
+        items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
+    return mngr.restore(step, args=ocp.args.Composite(**items)).state
+
+
+def restore_json(mngr: ocp.CheckpointManager, step: int, item: str) -> dict:
+    """Reads the `config` or `extra` JSON saved with a step."""
+    return mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]

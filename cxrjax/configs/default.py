@@ -1,0 +1,50 @@
+"""The base configuration: every field a run reads, with the values most paper rows share.
+
+An experiment file (`experiments/<name>.py`) calls this `get_config()` and overrides fields; any field can also be
+overridden on the command line, e.g. `--config.optimizer.learning_rate=3e-4`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.data_dir = "data"  # the --data-dir given to `cxrjax prepare`
+    config.data.size = 256  # shard image side
+    config.data.labels = "v2020"  # which Data_Entry CSV the shards were prepared from
+    config.data.crop = 224  # random crop for training, centre crop for evaluation
+    config.data.flip = True
+    config.data.protocol = "official"  # official | random | kfold (cxrjax.splits)
+    config.data.split_seed = 0
+    config.data.val_fraction = 0.2  # official: share of train_val held out for validation, by patient
+    config.data.fractions = (0.7, 0.1, 0.2)  # random protocol
+    config.data.num_folds = 5  # kfold protocol
+    config.data.fold = 0
+    config.data.num_threads = 4  # grain reader threads per process
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "resnet18"  # a key of cxrjax.models.BACKBONES
+    config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and losses stay float32)
+    config.model.predict_head = "logits"  # the head whose sigmoid is the prediction
+
+    # {head: {loss, weight, kwargs}}: the training objective is the weighted sum over heads (cxrjax.losses).
+    config.losses = ml_collections.ConfigDict({"logits": {"loss": "bce", "weight": 1.0, "kwargs": {}}})
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adam"  # adam (torch-style L2 weight decay) | adamw | sgd
+    config.optimizer.learning_rate = 1e-4
+    config.optimizer.b1 = 0.9
+    config.optimizer.b2 = 0.999
+    config.optimizer.momentum = 0.9  # sgd only
+    config.optimizer.weight_decay = 0.0
+    config.optimizer.decay_factor = 0.1  # step decay: multiply the rate by this ...
+    config.optimizer.decay_every_epochs = 3  # ... every this many epochs (0: constant rate)
+
+    config.batch_size = 32  # global, over all devices and hosts
+    config.eval_batch_size = 64
+    config.num_epochs = 10
+    config.log_every_steps = 50
+    return config

@@ -1,0 +1,69 @@
+"""Evaluation: one jitted forward over fixed-size padded batches of a split, probabilities gathered on the host.
+
+The eval step is compiled once per (model, batch shape): padding the last batch and carrying a mask keeps the shape
+fixed for the whole split. Also the `cxrjax eval` workflow: restore a checkpoint, predict, write predictions.csv and
+metrics.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cxrjax import input as input_lib
+from cxrjax import metrics as metrics_lib
+from cxrjax import sharding
+from cxrjax.findings import FINDINGS
+from cxrjax.preprocess import normalize
+
+
+def make_predict_step(model, dtype, predict_head: str = "logits"):
+    """`step(variables, images uint8) -> probabilities float32`, jitted, batch sharded along "data"."""
+
+    @jax.jit
+    def step(variables, images):
+        outputs = model.apply(variables, normalize(images, dtype), train=False)
+        return jax.nn.sigmoid(outputs[predict_head].astype(jnp.float32))
+
+    return step
+
+
+def predict_records(predict_step, variables, shards, records, *, global_batch: int, crop: int, mesh,
+                    num_threads: int = 4):
+    """Probabilities (len(records), 14) for the given record numbers, in that order."""
+    dataset = input_lib.eval_dataset(shards, records, global_batch=global_batch, crop=crop,
+                                     process_index=jax.process_index(), process_count=jax.process_count(),
+                                     read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2))
+    probabilities, order, mask = [], [], []
+    for batch in dataset:
+        images = sharding.to_global({"image": batch["image"]}, mesh)["image"]
+        probabilities.append(sharding.to_host(predict_step(variables, images)))
+        local = sharding.to_global({"record": batch["record"], "mask": batch["mask"]}, mesh)
+        order.append(sharding.to_host(local["record"]))
+        mask.append(sharding.to_host(local["mask"]))
+    probabilities, order, mask = (np.concatenate(a) for a in (probabilities, order, mask))
+    keep = mask.astype(bool)
+    by_record = dict(zip(order[keep].tolist(), probabilities[keep]))
+    return np.stack([by_record[int(r)] for r in records])
+
+
+def write_predictions(path: str, image_index, probabilities: np.ndarray) -> None:
+    """predictions.csv: header `Image Index,<14 findings>`, one row per image."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Image Index", *FINDINGS])
+        for name, row in zip(image_index, probabilities):
+            writer.writerow([name, *(f"{p:.7g}" for p in row)])
+
+
+def write_metrics(path: str, metrics: dict) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(metrics, f, indent=1)

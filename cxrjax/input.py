@@ -1,0 +1,191 @@
+"""Grain input pipelines over the ArrayRecord shards.
+
+Training: record indices of the split → per-epoch shuffle (grain reseeds every epoch) → the last partial global batch
+of each epoch dropped → this process's share → read → random crop + horizontal flip on uint8 → batch. Evaluation:
+in order, padded to whole global batches, each element carrying `mask` (0 for padding) and its `record` number, so
+one compiled eval step serves the whole split. Elements stay uint8; normalisation happens on the device.
+
+Each process reads 1/process_count of every global batch (elements g ≡ process_index mod process_count), which is the
+layout `jax.make_array_from_process_local_data` expects.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from cxrjax import splits
+from cxrjax.nih import multi_hot, parse_findings, SEXES, VIEWS
+
+SPLIT = "images"  # the single ordered split of the shards (data_pipelines.chestxray14.SPLIT)
+MANIFEST = "manifest.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+    """Per-record metadata from manifest.csv, as arrays indexed by record number."""
+
+    image_index: np.ndarray  # str
+    patient_id: np.ndarray
+    is_test: np.ndarray  # official split
+    labels: np.ndarray  # (N, 14) uint8
+    age: np.ndarray
+    sex: np.ndarray  # index into nih.SEXES
+    view: np.ndarray  # index into nih.VIEWS
+
+    def __len__(self) -> int:
+        return len(self.image_index)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shards:
+    source: tfds.data_sources.ArrayRecordDataSource
+    metadata: Metadata
+    size: int
+
+
+def read_manifest(path: str) -> Metadata:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if any(int(row["record"]) != i for i, row in enumerate(rows)):
+        raise ValueError(f"{path}: records are not numbered 0..N-1 in order")
+    return Metadata(
+        image_index=np.array([row["image_index"] for row in rows]),
+        patient_id=np.array([int(row["patient_id"]) for row in rows], np.int64),
+        is_test=np.array([row["official_split"] == "test" for row in rows]),
+        labels=np.stack([multi_hot(parse_findings(row["labels"])) for row in rows]) if rows else np.zeros((0, 14)),
+        age=np.array([float(row["age"]) for row in rows], np.float32),
+        sex=np.array([SEXES.index(row["sex"]) for row in rows], np.int32),
+        view=np.array([VIEWS.index(row["view"]) for row in rows], np.int32),
+    )
+
+
+def open_shards(builder_dir: str) -> Shards:
+    """Opens prepared shards (a TFDS version folder, see `data_pipelines.prepare.builder_dir`) and their manifest."""
+    if not os.path.exists(os.path.join(builder_dir, "dataset_info.json")):
+        raise FileNotFoundError(f"no prepared shards in {builder_dir}; run `cxrjax prepare` first")
+    builder = tfds.builder_from_directory(builder_dir)
+    source = builder.as_data_source(split=SPLIT)
+    metadata = read_manifest(os.path.join(builder_dir, MANIFEST))
+    if len(metadata) != len(source):
+        raise ValueError(f"{builder_dir}: manifest has {len(metadata)} rows but the shards {len(source)} records")
+    return Shards(source, metadata, builder.info.features["image"].shape[0])
+
+
+def split_records(metadata: Metadata, protocol: str, **kwargs) -> dict[str, np.ndarray]:
+    """Record numbers of train / val / test under a split protocol (see `cxrjax.splits`)."""
+    return splits.make_split(protocol, metadata.patient_id, metadata.is_test, **kwargs)
+
+
+# --- transforms (classes, not lambdas, so that grain worker processes can pickle them) ---------------------------
+
+
+class _EpochTrimmed(grain.transforms.Map):
+    """Global element g → record number, taking the first `used` elements of each reshuffled epoch.
+
+    `used` is a whole number of global batches, so every batch lies inside one epoch and the partial one is dropped.
+    """
+
+    def __init__(self, shuffled: grain.MapDataset, used: int):
+        self.shuffled, self.used, self.length = shuffled, used, len(shuffled)
+
+    def map(self, g):
+        epoch, position = divmod(int(g), self.used)
+        return int(self.shuffled[epoch * self.length + position])
+
+
+class _ReadRecord(grain.transforms.Map):
+    """Record number → the fields a training or eval step needs."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def map(self, record):
+        example = self.source[record]
+        return {"image": example["image"], "labels": example["labels"], "age": np.float32(example["age"]),
+                "sex": np.int32(example["sex"]), "view": np.int32(example["view"]), "record": np.int64(record)}
+
+
+class RandomCropFlip(grain.transforms.RandomMap):
+    """Random `crop`² window and horizontal flip with probability 1/2, on uint8 (Ge 2018: 256 → random 224)."""
+
+    def __init__(self, crop: int, flip: bool = True):
+        self.crop, self.flip = crop, flip
+
+    def random_map(self, element, rng: np.random.Generator):
+        image = element["image"]
+        top = rng.integers(0, image.shape[0] - self.crop + 1)
+        left = rng.integers(0, image.shape[1] - self.crop + 1)
+        image = image[top:top + self.crop, left:left + self.crop]
+        if self.flip and rng.random() < 0.5:
+            image = image[:, ::-1]
+        return element | {"image": np.ascontiguousarray(image)}
+
+
+class CenterCrop(grain.transforms.Map):
+    def __init__(self, crop: int):
+        self.crop = crop
+
+    def map(self, element):
+        image = element["image"]
+        top, left = (image.shape[0] - self.crop) // 2, (image.shape[1] - self.crop) // 2
+        return element | {"image": np.ascontiguousarray(image[top:top + self.crop, left:left + self.crop])}
+
+
+class _Masked(grain.transforms.Map):
+    """Element i of the padded eval list: a real record (mask 1) or a repeated one standing in for padding (mask 0)."""
+
+    def __init__(self, records: np.ndarray, padded_length: int):
+        self.records, self.padded_length = records, padded_length
+
+    def map(self, i):
+        return int(self.records[min(i, len(self.records) - 1)]), np.uint8(i < len(self.records))
+
+
+class _ReadMasked(_ReadRecord):
+    def map(self, record_and_mask):
+        record, mask = record_and_mask
+        return super().map(record) | {"mask": mask}
+
+
+def _check_batch(global_batch: int, process_count: int) -> int:
+    if global_batch % process_count:
+        raise ValueError(f"global batch {global_batch} is not divisible by {process_count} processes")
+    return global_batch // process_count
+
+
+def steps_per_epoch(num_records: int, global_batch: int) -> int:
+    steps = num_records // global_batch
+    if steps == 0:
+        raise ValueError(f"the training split has {num_records} images, fewer than one batch of {global_batch}")
+    return steps
+
+
+def train_dataset(shards: Shards, records: np.ndarray, *, global_batch: int, crop: int, num_steps: int,
+                  seed: int, flip: bool = True, process_index: int = 0, process_count: int = 1,
+                  read_options: grain.ReadOptions | None = None) -> grain.IterDataset:
+    """`num_steps` process-local training batches; the returned dataset's iterator is checkpointable."""
+    local_batch = _check_batch(global_batch, process_count)
+    used = steps_per_epoch(len(records), global_batch) * global_batch
+    shuffled = grain.MapDataset.source(np.asarray(records, np.int64)).shuffle(seed=seed)
+    ds = grain.MapDataset.range(num_steps * global_batch).map(_EpochTrimmed(shuffled, used))
+    ds = ds[process_index::process_count]
+    ds = ds.map(_ReadRecord(shards.source)).random_map(RandomCropFlip(crop, flip), seed=seed)
+    ds = ds.batch(local_batch, drop_remainder=True)
+    return ds.to_iter_dataset(read_options or grain.ReadOptions(num_threads=4, prefetch_buffer_size=4))
+
+
+def eval_dataset(shards: Shards, records: np.ndarray, *, global_batch: int, crop: int, process_index: int = 0,
+                 process_count: int = 1, read_options: grain.ReadOptions | None = None) -> grain.IterDataset:
+    """All of `records` in order, centre-cropped, in whole padded global batches with `mask` and `record`."""
+    local_batch = _check_batch(global_batch, process_count)
+    padded = -(-len(records) // global_batch) * global_batch
+    ds = grain.MapDataset.range(padded).map(_Masked(np.asarray(records, np.int64), padded))
+    ds = ds[process_index::process_count].map(_ReadMasked(shards.source)).map(CenterCrop(crop))
+    ds = ds.batch(local_batch, drop_remainder=True)
+    return ds.to_iter_dataset(read_options or grain.ReadOptions(num_threads=4, prefetch_buffer_size=4))

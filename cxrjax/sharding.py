@@ -1,0 +1,58 @@
+"""Data parallelism by sharding: one 1-D mesh ("data",) over every device of every host.
+
+Batches are sharded along "data", parameters replicated; under plain `jit` with such global arrays XLA inserts the
+gradient all-reduce and BatchNorm's cross-device statistics itself (no pmap, no axis_name). Multi-host runs start with
+`jax.distributed.initialize()`, JAX's own engine, when the environment asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+# Environment variables that mean "this is one process of a multi-process job".
+_DISTRIBUTED_HINTS = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
+
+
+def wants_distributed() -> bool:
+    """True under an explicit coordinator, a multi-task Slurm step, or a multi-host TPU slice."""
+    if any(os.environ.get(name) for name in _DISTRIBUTED_HINTS):
+        return True
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return True
+    return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def initialize_distributed() -> None:
+    """Calls `jax.distributed.initialize()` (arguments from the environment) once, when the environment asks."""
+    if wants_distributed() and not jax.distributed.is_initialized():
+        jax.distributed.initialize()
+
+
+def data_mesh() -> jax.sharding.Mesh:
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh) -> NamedSharding:
+    return NamedSharding(mesh, P("data"))
+
+
+def to_global(local_batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
+    """Process-local numpy batch → global arrays sharded along "data" (each host contributes its slice)."""
+    sharding = batch_sharded(mesh)
+    return {name: jax.make_array_from_process_local_data(sharding, value) for name, value in local_batch.items()}
+
+
+def to_host(x) -> np.ndarray:
+    """A global array → the whole of it as numpy on every host, in global order."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -1,0 +1,245 @@
+"""Training: `create_train_state`, `train_step`, `train_and_evaluate` (the shape of flax's examples/imagenet).
+
+One jitted step `(state, batch) -> (state, metrics)` with donated state, over a 1-D data mesh: batch sharded, state
+replicated. The state is created with `jax.eval_shape` + `jit(out_shardings=...)`, so parameters are born replicated
+on every device instead of being copied there. Losses are float32 whatever the compute dtype.
+
+Runs are resumable: the checkpoint holds the train state and the data iterator's position, so re-running on the same
+workdir continues exactly where it stopped (same batches, same augmentation, same result). SIGTERM saves and stops;
+a NaN loss stops with its step number and leaves the last good checkpoint untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import signal
+from typing import Any, Callable
+
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+from tqdm import tqdm
+
+from cxrjax import checkpoint, class_stats, evaluate, losses, sharding
+from cxrjax import input as input_lib
+from cxrjax import metrics as metrics_lib
+from cxrjax.findings import NUM_FINDINGS
+from cxrjax.models import create_model
+from cxrjax.preprocess import normalize
+from cxrjax.run_log import RunLog
+from data_pipelines.prepare import builder_dir
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def compute_dtype(name: str):
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown compute dtype {name!r}; choose one of {sorted(COMPUTE_DTYPES)}")
+    return COMPUTE_DTYPES[name]
+
+
+def learning_rate_schedule(optimizer: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
+    """Step decay: the rate times `decay_factor` every `decay_every_epochs` epochs (Ge 2018: ÷10 every 3)."""
+    if optimizer.decay_every_epochs <= 0:
+        return optax.constant_schedule(optimizer.learning_rate)
+    return optax.exponential_decay(optimizer.learning_rate, transition_steps=optimizer.decay_every_epochs *
+                                   steps_per_epoch, decay_rate=optimizer.decay_factor, staircase=True)
+
+
+def create_optimizer(optimizer: ml_collections.ConfigDict, schedule: optax.Schedule):
+    """adam: torch.optim.Adam semantics (weight decay as L2 added to the gradient, as the papers' PyTorch code has)."""
+    decay = [optax.add_decayed_weights(optimizer.weight_decay)] if optimizer.weight_decay else []
+    if optimizer.name == "adam":
+        return optax.chain(*decay, optax.adam(schedule, b1=optimizer.b1, b2=optimizer.b2))
+    if optimizer.name == "adamw":
+        return optax.adamw(schedule, b1=optimizer.b1, b2=optimizer.b2, weight_decay=optimizer.weight_decay)
+    if optimizer.name == "sgd":
+        return optax.chain(*decay, optax.sgd(schedule, momentum=optimizer.momentum))
+    raise ValueError(f"unknown optimizer {optimizer.name!r}; choose adam, adamw or sgd")
+
+
+def create_train_state(model, tx, image_shape: tuple[int, int, int], rng, mesh) -> TrainState:
+    """Initialises parameters directly as replicated global arrays."""
+
+    def init(rng):
+        variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+        return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                 batch_stats=variables.get("batch_stats", {}), tx=tx)
+
+    abstract = jax.eval_shape(init, rng)
+    shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+    return jax.jit(init, out_shardings=shardings)(rng)
+
+
+def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key):
+    """One optimisation step on a global batch of uint8 images; returns the new state and float32 metrics."""
+    images = normalize(batch["image"], dtype)
+    mask = jnp.ones(batch["labels"].shape[:1], jnp.float32)
+
+    def loss_fn(params):
+        outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images, train=True,
+                                          mutable=["batch_stats"],
+                                          rngs={"dropout": jax.random.fold_in(dropout_key, state.step)})
+        total, per_head = objective(outputs, batch["labels"], mask)
+        return total, (per_head, updates)
+
+    (total, (per_head, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))
+    return state, {"loss": total, **{f"loss/{head}": value for head, value in per_head.items()}}
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a config determines before training starts; shared by training and evaluation."""
+
+    config: ml_collections.ConfigDict
+    mesh: Any
+    shards: input_lib.Shards
+    records: dict[str, np.ndarray]
+    model: Any
+    dtype: Any
+    steps_per_epoch: int
+    schedule: optax.Schedule
+    state: TrainState
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.num_epochs * self.steps_per_epoch
+
+    def variables(self, state=None) -> dict:
+        state = state or self.state
+        return {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def build_run(config: ml_collections.ConfigDict) -> Run:
+    mesh = sharding.data_mesh()
+    data = config.data
+    shards = input_lib.open_shards(builder_dir(data.data_dir, data.size, data.labels))
+    records = input_lib.split_records(shards.metadata, data.protocol, seed=data.split_seed,
+                                      val_fraction=data.val_fraction, fractions=tuple(data.fractions),
+                                      num_folds=data.num_folds, fold=data.fold)
+    dtype = compute_dtype(config.model.dtype)
+    model = create_model(config.model.name, NUM_FINDINGS, dtype)
+    steps = input_lib.steps_per_epoch(len(records["train"]), config.batch_size)
+    schedule = learning_rate_schedule(config.optimizer, steps)
+    tx = create_optimizer(config.optimizer, schedule)
+    state = create_train_state(model, tx, (data.crop, data.crop, 3), jax.random.key(config.seed), mesh)
+    return Run(config, mesh, shards, records, model, dtype, steps, schedule, state)
+
+
+def validate(run: Run, predict_step, state, split: str = "val") -> dict:
+    records = run.records[split]
+    probabilities = evaluate.predict_records(predict_step, run.variables(state), run.shards, records,
+                                             global_batch=run.config.eval_batch_size, crop=run.config.data.crop,
+                                             mesh=run.mesh, num_threads=run.config.data.num_threads)
+    return metrics_lib.summarize(run.shards.metadata.labels[records], probabilities)
+
+
+class StopOnSignal:
+    """Turns SIGTERM (preemption, `kill`) into a flag the training loop polls, so it can save and exit cleanly."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        self.signum, self.requested, self._previous = signum, False, None
+
+    def __enter__(self):
+        self._previous = signal.signal(self.signum, self._handle)
+        return self
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def __exit__(self, *_):
+        signal.signal(self.signum, self._previous)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def _check_finite(pending: list[tuple[int, dict]], last_good: int | None) -> list[tuple[int, dict]]:
+    """Fetches pending step metrics; raises TrainingDiverged at the first non-finite loss."""
+    fetched = jax.device_get(pending)
+    for step, values in fetched:
+        if not math.isfinite(float(values["loss"])):
+            raise TrainingDiverged(f"loss is {float(values['loss'])} at step {step}; stopped. The last good "
+                                   f"checkpoint is {'step ' + str(last_good) if last_good else 'none'}.")
+    return fetched
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       stop_requested: Callable[[], bool] = lambda: False) -> dict:
+    """Trains (resuming from `workdir` if it has checkpoints), validating and checkpointing every epoch.
+
+    Returns {"step", "val_mean_auc", "stopped_early"}.
+    """
+    run = build_run(config)
+    mngr = checkpoint.manager(workdir)
+    train_iter = iter(input_lib.train_dataset(
+        run.shards, run.records["train"], global_batch=config.batch_size, crop=config.data.crop,
+        num_steps=run.total_steps, seed=config.seed, flip=config.data.flip, process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        read_options=grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=4)))
+    state = run.state
+    if mngr.latest_step() is not None:
+        state = checkpoint.restore(mngr, mngr.latest_step(), state, train_iter)
+
+    objective = losses.build_objective(config.losses.to_dict(),
+                                       class_stats.positive_rate(run.shards.metadata.labels[run.records["train"]]))
+    step_fn = functools.partial(train_step, objective=objective, dtype=run.dtype,
+                                dropout_key=jax.random.key(config.seed + 1))
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    jitted_step = jax.jit(step_fn, in_shardings=(state_sharding, sharding.batch_sharded(run.mesh)),
+                          out_shardings=(state_sharding, sharding.replicated(run.mesh)), donate_argnums=0)
+    predict_step = evaluate.make_predict_step(run.model, run.dtype, config.model.predict_head)
+
+    log = RunLog(workdir)
+    start = int(state.step)
+    result = {"step": start, "val_mean_auc": None, "stopped_early": False}
+    pending: list[tuple[int, dict]] = []
+    progress = tqdm(total=run.total_steps, initial=start, unit="step", disable=jax.process_index() != 0,
+                    desc="training")
+    try:
+        for step in range(start + 1, run.total_steps + 1):
+            local = next(train_iter)
+            batch = sharding.to_global({"image": local["image"], "labels": local["labels"]}, run.mesh)
+            state, step_metrics = jitted_step(state, batch)
+            pending.append((step, step_metrics))
+            progress.update()
+            end_of_epoch = step % run.steps_per_epoch == 0
+            stop = stop_requested()
+            if step % config.log_every_steps == 0 or end_of_epoch or stop:
+                fetched = _check_finite(pending, mngr.latest_step())
+                pending = []
+                last = {name: float(value) for name, value in fetched[-1][1].items()}
+                log.write(step, last | {"learning_rate": float(run.schedule(step - 1))})
+                progress.set_postfix(loss=f"{last['loss']:.4f}")
+            if end_of_epoch:
+                val = validate(run, predict_step, state)
+                result["val_mean_auc"] = val["mean_auc"]
+                log.write(step, {"val_mean_auc": val["mean_auc"], "epoch": step // run.steps_per_epoch})
+                best = None if val["mean_auc"] is None else {checkpoint.BEST_METRIC: val["mean_auc"]}
+                checkpoint.save(mngr, step, state, train_iter, config.to_dict(), metrics=best)
+            elif stop:
+                checkpoint.save(mngr, step, state, train_iter, config.to_dict())
+            result["step"] = step
+            if stop:
+                result["stopped_early"] = True
+                break
+    finally:
+        progress.close()
+        log.close()
+        mngr.close()
+    return result
