@@ -14,13 +14,16 @@ import os
 import grain
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from cxrjax import checkpoint
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax import sharding
 from cxrjax.findings import FINDINGS
 from cxrjax.preprocess import normalize
+from cxrjax.run import build_run
 
 
 def make_predict_step(model, dtype, predict_head: str = "logits"):
@@ -39,7 +42,7 @@ def predict_records(predict_step, variables, shards, records, *, global_batch: i
     """Probabilities (len(records), 14) for the given record numbers, in that order."""
     dataset = input_lib.eval_dataset(shards, records, global_batch=global_batch, crop=crop,
                                      process_index=jax.process_index(), process_count=jax.process_count(),
-                                     read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=2))
+                                     read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=num_threads))
     probabilities, order, mask = [], [], []
     for batch in dataset:
         images = sharding.to_global({"image": batch["image"]}, mesh)["image"]
@@ -67,3 +70,28 @@ def write_metrics(path: str, metrics: dict) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         json.dump(metrics, f, indent=1)
+
+
+def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test") -> dict:
+    """Restores a checkpoint of `workdir`, predicts `split`, writes W/eval/<split>/{predictions.csv, metrics.json}."""
+    mngr = checkpoint.manager(workdir)
+    step = checkpoint.resolve_step(mngr, which)
+    config = ml_collections.ConfigDict(checkpoint.restore_json(mngr, step, "config"))
+    run = build_run(config)
+    if split not in run.records:
+        raise ValueError(f"unknown split {split!r}; choose one of {sorted(run.records)}")
+    state = checkpoint.restore(mngr, step, run.state)
+    mngr.close()
+    records = run.records[split]
+    predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head)
+    probabilities = predict_records(predict_step, run.variables(state), run.shards, records,
+                                    global_batch=config.eval_batch_size, crop=config.data.crop, mesh=run.mesh,
+                                    num_threads=config.data.num_threads)
+    metrics = metrics_lib.summarize(run.shards.metadata.labels[records], probabilities) | {"step": step,
+                                                                                          "split": split}
+    out = os.path.join(workdir, "eval", split)
+    if jax.process_index() == 0:
+        write_predictions(os.path.join(out, "predictions.csv"), run.shards.metadata.image_index[records],
+                          probabilities)
+        write_metrics(os.path.join(out, "metrics.json"), metrics)
+    return metrics

@@ -33,8 +33,10 @@ def initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
-def data_mesh() -> jax.sharding.Mesh:
-    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+def data_mesh(devices=None) -> jax.sharding.Mesh:
+    """The ("data",) mesh over `devices` (default: all devices of all processes)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
 def replicated(mesh) -> NamedSharding:

@@ -11,78 +11,27 @@ a NaN loss stops with its step number and leaves the last good checkpoint untouc
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import signal
-from typing import Any, Callable
+from typing import Callable
 
 import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
-import optax
-from flax.training import train_state
 from tqdm import tqdm
 
 from cxrjax import checkpoint, class_stats, evaluate, losses, sharding
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
-from cxrjax.findings import NUM_FINDINGS
-from cxrjax.models import create_model
 from cxrjax.preprocess import normalize
+from cxrjax.run import Run, build_run
 from cxrjax.run_log import RunLog
-from data_pipelines.prepare import builder_dir
-
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-class TrainState(train_state.TrainState):
-    batch_stats: Any
-
+from cxrjax.state import TrainState
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-def compute_dtype(name: str):
-    if name not in COMPUTE_DTYPES:
-        raise ValueError(f"unknown compute dtype {name!r}; choose one of {sorted(COMPUTE_DTYPES)}")
-    return COMPUTE_DTYPES[name]
-
-
-def learning_rate_schedule(optimizer: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """Step decay: the rate times `decay_factor` every `decay_every_epochs` epochs (Ge 2018: ÷10 every 3)."""
-    if optimizer.decay_every_epochs <= 0:
-        return optax.constant_schedule(optimizer.learning_rate)
-    return optax.exponential_decay(optimizer.learning_rate, transition_steps=optimizer.decay_every_epochs *
-                                   steps_per_epoch, decay_rate=optimizer.decay_factor, staircase=True)
-
-
-def create_optimizer(optimizer: ml_collections.ConfigDict, schedule: optax.Schedule):
-    """adam: torch.optim.Adam semantics (weight decay as L2 added to the gradient, as the papers' PyTorch code has)."""
-    decay = [optax.add_decayed_weights(optimizer.weight_decay)] if optimizer.weight_decay else []
-    if optimizer.name == "adam":
-        return optax.chain(*decay, optax.adam(schedule, b1=optimizer.b1, b2=optimizer.b2))
-    if optimizer.name == "adamw":
-        return optax.adamw(schedule, b1=optimizer.b1, b2=optimizer.b2, weight_decay=optimizer.weight_decay)
-    if optimizer.name == "sgd":
-        return optax.chain(*decay, optax.sgd(schedule, momentum=optimizer.momentum))
-    raise ValueError(f"unknown optimizer {optimizer.name!r}; choose adam, adamw or sgd")
-
-
-def create_train_state(model, tx, image_shape: tuple[int, int, int], rng, mesh) -> TrainState:
-    """Initialises parameters directly as replicated global arrays."""
-
-    def init(rng):
-        variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
-        return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                 batch_stats=variables.get("batch_stats", {}), tx=tx)
-
-    abstract = jax.eval_shape(init, rng)
-    shardings = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
-    return jax.jit(init, out_shardings=shardings)(rng)
 
 
 def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key):
@@ -100,45 +49,6 @@ def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key)
     (total, (per_head, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     state = state.apply_gradients(grads=grads, batch_stats=updates.get("batch_stats", state.batch_stats))
     return state, {"loss": total, **{f"loss/{head}": value for head, value in per_head.items()}}
-
-
-@dataclasses.dataclass
-class Run:
-    """Everything a config determines before training starts; shared by training and evaluation."""
-
-    config: ml_collections.ConfigDict
-    mesh: Any
-    shards: input_lib.Shards
-    records: dict[str, np.ndarray]
-    model: Any
-    dtype: Any
-    steps_per_epoch: int
-    schedule: optax.Schedule
-    state: TrainState
-
-    @property
-    def total_steps(self) -> int:
-        return self.config.num_epochs * self.steps_per_epoch
-
-    def variables(self, state=None) -> dict:
-        state = state or self.state
-        return {"params": state.params, "batch_stats": state.batch_stats}
-
-
-def build_run(config: ml_collections.ConfigDict) -> Run:
-    mesh = sharding.data_mesh()
-    data = config.data
-    shards = input_lib.open_shards(builder_dir(data.data_dir, data.size, data.labels))
-    records = input_lib.split_records(shards.metadata, data.protocol, seed=data.split_seed,
-                                      val_fraction=data.val_fraction, fractions=tuple(data.fractions),
-                                      num_folds=data.num_folds, fold=data.fold)
-    dtype = compute_dtype(config.model.dtype)
-    model = create_model(config.model.name, NUM_FINDINGS, dtype)
-    steps = input_lib.steps_per_epoch(len(records["train"]), config.batch_size)
-    schedule = learning_rate_schedule(config.optimizer, steps)
-    tx = create_optimizer(config.optimizer, schedule)
-    state = create_train_state(model, tx, (data.crop, data.crop, 3), jax.random.key(config.seed), mesh)
-    return Run(config, mesh, shards, records, model, dtype, steps, schedule, state)
 
 
 def validate(run: Run, predict_step, state, split: str = "val") -> dict:

@@ -54,7 +54,8 @@ class IncompatibleCheckpointError(ValueError):
 def _rename_old_densenet_keys(state_dict: StateDict) -> dict[str, Any]:
     """Old torchvision DenseNet checkpoints (the ImageNet URLs) say `denselayer1.norm.1`; the modules are now `norm1`.
     Same regex as torchvision's `densenet._load_state_dict`."""
-    pattern = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+    pattern = re.compile(
+        r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
     return {pattern.sub(r"\1\2", key): value for key, value in state_dict.items()}
 
 
@@ -143,24 +144,43 @@ def from_torch(model_name: str, state_dict: StateDict, num_classes: int = 14, *,
     size = layout.example_size(model.backbone)
     shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.float32))
     targets = traverse_util.flatten_dict(shapes)
-
     source = layout.normalize_keys(state_dict)
-    skipped = sorted(key for key in source if any(re.search(pattern, key) for pattern in layout.skip))
-    head_weight = f"{layout.head}.weight"
-    if layout.head is None:
-        fresh_head_reason = "this family's torch classifier is not a GAP + fc head"
-    elif head_weight not in source:
-        fresh_head_reason = "the checkpoint has no classifier"
-    elif np.shape(source[head_weight])[0] != num_classes:
-        fresh_head_reason = f"the checkpoint's classifier has {np.shape(source[head_weight])[0]} outputs"
-    else:
-        fresh_head_reason = ""
-    discarded_head = [key for key in (head_weight, f"{layout.head}.bias") if fresh_head_reason and key in source]
 
+    skipped = sorted(key for key in source if any(re.search(pattern, key) for pattern in layout.skip))
+    fresh_head_reason = _fresh_head_reason(layout, source, num_classes)
+    if fresh_head_reason:
+        targets_to_fill = {path: target for path, target in targets.items() if path[1] != "fc"}
+        discarded_head = {f"{layout.head}.weight", f"{layout.head}.bias"} & set(source)
+    else:
+        targets_to_fill, discarded_head = targets, set()
+    flat = _fill_strictly(model_name, layout, source, targets_to_fill, ignored=set(skipped) | discarded_head)
+
+    if skipped:
+        logger.info("%s: deliberately not imported (%d keys, see weights.LAYOUTS): %s", model_name, len(skipped),
+                    ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else ""))
+    if fresh_head_reason:
+        flat.update(_fresh_head(targets, rng))
+        logger.warning("%s: imported the backbone only; head 'fc' (%d classes) initialised fresh because %s",
+                       model_name, num_classes, fresh_head_reason)
+    return traverse_util.unflatten_dict(flat)
+
+
+def _fresh_head_reason(layout: Layout, source: StateDict, num_classes: int) -> str:
+    """Why the checkpoint's classifier cannot become our head `fc` ('' when it can)."""
+    if layout.head is None:
+        return "this family's torch classifier is not a GAP + fc head"
+    weight = f"{layout.head}.weight"
+    if weight not in source:
+        return "the checkpoint has no classifier"
+    if np.shape(source[weight])[0] != num_classes:
+        return f"the checkpoint's classifier has {np.shape(source[weight])[0]} outputs"
+    return ""
+
+
+def _fill_strictly(model_name: str, layout: Layout, source: StateDict, targets: dict, ignored: set[str]) -> dict:
+    """Every target variable from its torch key, or `IncompatibleCheckpointError` listing all that went wrong."""
     flat, used, missing, wrong_shape = {}, set(), [], []
     for (collection, *path), target in targets.items():
-        if fresh_head_reason and path[0] == "fc":
-            continue
         key = torch_key(layout, tuple(path))
         if key not in source:
             missing.append(f"{key} (for {collection}/{'/'.join(path)} {target.shape})")
@@ -172,18 +192,10 @@ def from_torch(model_name: str, state_dict: StateDict, num_classes: int = 14, *,
                                f"{target.shape}")
             continue
         flat[(collection, *path)] = value
-    unexpected = sorted(set(source) - used - set(skipped) - set(discarded_head))
+    unexpected = sorted(set(source) - used - ignored)
     if missing or unexpected or wrong_shape:
-        raise IncompatibleCheckpointError(model_name, missing, unexpected, wrong_shape)
-
-    if skipped:
-        logger.info("%s: deliberately not imported (%d keys, see weights.LAYOUTS): %s", model_name, len(skipped),
-                    ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else ""))
-    if fresh_head_reason:
-        flat.update(_fresh_head(targets, rng))
-        logger.warning("%s: imported the backbone only; head 'fc' (%d classes) initialised fresh because %s",
-                       model_name, num_classes, fresh_head_reason)
-    return traverse_util.unflatten_dict(flat)
+        raise IncompatibleCheckpointError(model_name, sorted(missing), unexpected, sorted(wrong_shape))
+    return flat
 
 
 def _fresh_head(targets: dict, rng: jax.Array | int) -> dict:

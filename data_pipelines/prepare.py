@@ -42,8 +42,10 @@ def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",
     target = builder_dir(data_dir, size, labels)
     if os.path.exists(os.path.join(target, "dataset_info.json")):
         return Prepared(target, None)
-    builder = Chestxray14(data_dir=data_dir, config=Chestxray14Config(size=size, labels=labels),
-                          num_workers=num_workers or os.cpu_count() or 1)
+    config = Chestxray14Config(size=size, labels=labels)
+    if config.name in Chestxray14.builder_configs:  # TFDS wants registered configs by name, others as objects
+        config = config.name
+    builder = Chestxray14(data_dir=data_dir, config=config, num_workers=num_workers or os.cpu_count() or 1)
     builder.download_and_prepare(file_format="array_record",
                                  download_config=tfds.download.DownloadConfig(manual_dir=source))
     for path in (os.path.join(data_dir, MANIFEST), os.path.join(target, MANIFEST)):

@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
-extras="${1:-test}"
+extras="${1:-test}"  # "test" (pytest + the PyTorch reference stack) or "base" (the package alone)
 
 find_python() {
   if command -v pyenv >/dev/null 2>&1; then
@@ -23,7 +23,8 @@ find_python() {
   return 1
 }
 
-stamp="$venv/.installed-$extras-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+hash="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+stamp="$venv/.installed-$extras-$hash"
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$venv/bin/python" ]; then
     python="$(find_python)"
@@ -32,8 +33,9 @@ if [ ! -f "$stamp" ]; then
   fi
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
   # grep drops pip's notes about unused local mirror folders; pipefail keeps pip's exit status.
-  "$venv/bin/python" -m pip install -q -e "$root[$extras]" 2>&1 | { grep -v 'is ignored: it is neither' || true; } >&2
-  rm -f "$venv"/.installed-*
+  target="$root"; [ "$extras" = base ] || target="$root[$extras]"
+  "$venv/bin/python" -m pip install -q -e "$target" 2>&1 | { grep -v 'is ignored: it is neither' || true; } >&2
+  find "$venv" -maxdepth 1 -name '.installed-*' ! -name "*-$hash" -delete  # stamps of an older pyproject.toml
   touch "$stamp"
 fi
 echo "$venv"

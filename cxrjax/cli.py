@@ -1,0 +1,132 @@
+"""The `cxrjax` command: thin subcommands over library functions (see DESIGN.md's command-line contract).
+
+Errors a user can fix (missing files, bad input, a diverged run) print one line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from absl import flags, logging
+
+
+def _demo(args) -> int:
+    from cxrjax.demo import run_demo
+
+    run_demo(args.workdir, num_images=args.num_images, num_epochs=args.epochs)
+    return 0
+
+
+def _prepare(args) -> int:
+    from data_pipelines.prepare import prepare
+
+    prepared = prepare(args.source, args.data_dir, size=args.size, labels=args.labels, num_workers=args.workers)
+    if prepared.report is None:
+        print(f"shards already prepared in {prepared.builder_dir}; nothing to do")
+    else:
+        print(f"prepare: {prepared.report.summary()}; shards in {prepared.builder_dir}; report in "
+              f"{args.data_dir}/prepare_report.json")
+    return 0
+
+
+def _train(argv: list[str]) -> int:
+    from ml_collections import config_flags
+
+    from cxrjax import sharding, train
+
+    flag_values = flags.FlagValues()
+    config_flag = config_flags.DEFINE_config_file("config", None, "experiment config file (get_config())",
+                                                  flag_values=flag_values, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs); resumes if it has checkpoints",
+                        flag_values=flag_values)
+    try:
+        flag_values(argv)
+    except flags.Error as error:
+        raise ValueError(str(error)) from None
+    if config_flag.value is None or flag_values.workdir is None:
+        raise ValueError("train needs --config FILE and --workdir DIR")
+    sharding.initialize_distributed()
+    with train.StopOnSignal() as stop:
+        result = train.train_and_evaluate(config_flag.value, flag_values.workdir, stop_requested=stop)
+    if result["stopped_early"]:
+        print(f"stopped by signal at step {result['step']}; checkpoint saved; re-run to resume")
+    else:
+        print(f"trained to step {result['step']}; last validation mean AUC {result['val_mean_auc']}")
+    return 0
+
+
+def _eval(args) -> int:
+    from cxrjax import evaluate, metrics, sharding
+
+    sharding.initialize_distributed()
+    result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split)
+    print(metrics.auc_table(result))
+    return 0
+
+
+def _score(args) -> int:
+    from cxrjax import metrics
+    from cxrjax.score import score
+
+    result = score(args.predictions, args.labels, args.images)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+    print(metrics.auc_table(result))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxrjax", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="synthetic release → shards → training → test AUC table")
+    demo.add_argument("--workdir", default="cxrjax_demo")
+    demo.add_argument("--num-images", type=int, default=2000)
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo config's epochs")
+    demo.set_defaults(handler=_demo)
+
+    prepare = commands.add_parser("prepare", help="NIH release → ArrayRecord shards")
+    prepare.add_argument("--source", required=True, help="release folder (images, Data_Entry CSV, split lists)")
+    prepare.add_argument("--data-dir", required=True)
+    prepare.add_argument("--size", type=int, default=256)
+    prepare.add_argument("--labels", choices=("v2020", "2017"), default="v2020")
+    prepare.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    prepare.set_defaults(handler=_prepare)
+
+    commands.add_parser("train", help="train --config experiments/X.py --workdir DIR [--config.FIELD=VALUE ...]")
+
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint on a split")
+    evaluate.add_argument("--workdir", required=True)
+    evaluate.add_argument("--checkpoint", default="best", help="best, latest or a step number")
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.set_defaults(handler=_eval)
+
+    score = commands.add_parser("score", help="metrics.json for a predictions CSV")
+    score.add_argument("--predictions", required=True)
+    score.add_argument("--labels", required=True, help="Data_Entry CSV (v2020 or 2017)")
+    score.add_argument("--images", default=None, help="score only the images of this list file")
+    score.add_argument("--output", default=None, help="write metrics.json here")
+    score.set_defaults(handler=_score)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    flags.FLAGS.mark_as_parsed()  # grain and orbax read absl flags; a console script never parses them
+    logging.set_verbosity(logging.WARNING)
+    command = argv[0] if argv else ""
+    try:
+        if command == "train":
+            return _train(["cxrjax train", *argv[1:]])
+        args = _parser().parse_args(argv)
+        return args.handler(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        print(f"cxrjax {command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

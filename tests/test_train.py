@@ -1,0 +1,117 @@
+"""Training: the sharded step equals the single-device step; resume is exact; NaN stops cleanly; SIGTERM saves."""
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cxrjax import checkpoint, evaluate, losses, sharding, train
+from cxrjax.configs import default
+from cxrjax.models import create_model
+from cxrjax.state import create_train_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _one_step(mesh, batch):
+    model = create_model("resnet18", 14)
+    # Plain SGD: its update is linear in the gradient, so a parameter difference is a gradient difference
+    # (Adam's first step is lr * sign(g), which flips for gradients that are zero up to rounding).
+    state = create_train_state(model, optax.sgd(0.1), (32, 32, 3), jax.random.key(0), mesh)
+    step = jax.jit(functools.partial(train.train_step, objective=losses.build_objective({"logits": ("bce", 1.0)}),
+                                     dtype=jnp.float32, dropout_key=jax.random.key(1)))
+    state, metrics = step(state, sharding.to_global(batch, mesh))
+    return jax.device_get((state.params, state.batch_stats, metrics))
+
+
+def test_eight_device_step_equals_one_device_step():
+    assert jax.device_count() == 8, "conftest sets 8 fake CPU devices"
+    rng = np.random.default_rng(0)
+    batch = {"image": rng.integers(0, 256, (16, 32, 32, 1), dtype=np.uint8),
+             "labels": rng.integers(0, 2, (16, 14), dtype=np.uint8)}
+    one = _one_step(sharding.data_mesh(jax.devices()[:1]), batch)
+    eight = _one_step(sharding.data_mesh(), batch)
+    differences = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), one, eight)
+    assert max(jax.tree.leaves(differences)) < 1e-5
+    assert eight[2]["loss"] > 0
+
+
+def _config(data_dir):
+    config = default.get_config()
+    config.data.data_dir, config.data.size, config.data.crop = data_dir, 32, 28
+    config.data.num_threads = 2
+    config.batch_size, config.eval_batch_size, config.num_epochs = 16, 32, 2
+    config.optimizer.learning_rate, config.optimizer.decay_every_epochs = 1e-3, 1
+    config.log_every_steps = 5
+    return config
+
+
+def _predictions(workdir):
+    evaluate.evaluate_workdir(workdir, "latest", "test")
+    with open(os.path.join(workdir, "eval", "test", "predictions.csv")) as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(prepared_shards, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+    result = train.train_and_evaluate(_config(prepared_shards[0]), workdir)
+    return workdir, result
+
+
+def test_resumed_run_equals_uninterrupted_run(prepared_shards, uninterrupted, tmp_path):
+    workdir, result = uninterrupted
+    calls = iter(range(10_000))
+    stopped = train.train_and_evaluate(_config(prepared_shards[0]), str(tmp_path), lambda: next(calls) == 6)
+    assert stopped["stopped_early"] and stopped["step"] == 7  # mid-epoch
+    resumed = train.train_and_evaluate(_config(prepared_shards[0]), str(tmp_path))
+    assert not resumed["stopped_early"] and resumed["step"] == result["step"]
+    assert resumed["val_mean_auc"] == result["val_mean_auc"]
+    assert _predictions(str(tmp_path)) == _predictions(workdir)
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(prepared_shards, uninterrupted,
+                                                                         tmp_path):
+    import shutil
+
+    workdir = str(tmp_path / "run")
+    shutil.copytree(uninterrupted[0], workdir)
+    last_good = uninterrupted[1]["step"]
+    config = _config(prepared_shards[0])
+    config.num_epochs = 3
+    config.optimizer.learning_rate = float("nan")
+    with pytest.raises(train.TrainingDiverged, match=f"at step {last_good + 2}; .* last good checkpoint is step "
+                                                     f"{last_good}"):
+        train.train_and_evaluate(config, workdir)
+    assert checkpoint.manager(workdir).all_steps() == checkpoint.manager(uninterrupted[0]).all_steps()
+
+
+def test_sigterm_saves_and_exits_zero(prepared_shards, tmp_path):
+    config_file = tmp_path / "config.py"
+    config_file.write_text("from cxrjax.configs import default\n\ndef get_config():\n"
+                           "    c = default.get_config()\n"
+                           f"    c.data.data_dir, c.data.size, c.data.crop = {prepared_shards[0]!r}, 32, 28\n"
+                           "    c.batch_size, c.num_epochs, c.log_every_steps = 16, 50, 1\n    return c\n")
+    workdir = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "cxrjax.cli", "train", f"--config={config_file}",
+                                f"--workdir={workdir}", "--config.optimizer.learning_rate=0.01"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    log = workdir / "metrics.jsonl"
+    deadline = time.time() + 240
+    while not (log.exists() and log.read_text().count("\n") >= 2) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-2000:]
+    assert "stopped by signal" in out
+    steps = checkpoint.manager(str(workdir)).all_steps()
+    assert len(steps) == 1 and steps[0] >= 2
