@@ -78,6 +78,16 @@ def _score(args) -> int:
     return 0
 
 
+def _import_weights(args) -> int:
+    from cxrjax import weights
+
+    variables = weights.from_torch(args.model, weights.load_state_dict(args.source), num_classes=args.num_classes)
+    weights.save_variables(args.out, variables)
+    print(f"{args.source} → {args.out} ({args.model}, {args.num_classes} classes); use it with "
+          f"--config.model.name={args.model} --config.model.pretrained={args.out}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrjax", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--images", default=None, help="score only the images of this list file")
     score.add_argument("--output", default=None, help="write metrics.json here")
     score.set_defaults(handler=_score)
+
+    convert = commands.add_parser("import-weights", help="torchvision/timm checkpoint → cxrjax variables (strict)")
+    convert.add_argument("source", help=".pth/.pt (needs PyTorch), .safetensors or .npz state dict")
+    convert.add_argument("--model", required=True, help="a cxrjax model name, e.g. densenet121")
+    convert.add_argument("--out", required=True, help="output .msgpack")
+    convert.add_argument("--num-classes", type=int, default=14)
+    convert.set_defaults(handler=_import_weights)
     return parser
 
 

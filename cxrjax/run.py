@@ -14,12 +14,33 @@ import ml_collections
 import numpy as np
 import optax
 
-from cxrjax import sharding
+from cxrjax import sharding, weights
 from cxrjax import input as input_lib
 from cxrjax.findings import NUM_FINDINGS
 from cxrjax.models import create_model
 from cxrjax.state import TrainState, compute_dtype, create_optimizer, create_train_state, learning_rate_schedule
 from data_pipelines.prepare import builder_dir
+
+
+def init_key(seed: int) -> jax.Array:
+    """The parameter-initialisation key. RBG rather than threefry: the init graph of a large CNN compiles 3x faster
+    on CPU with it (ResNet-18 7.1 s → 2.6 s here); its values are deterministic for a given seed and backend."""
+    return jax.random.key(seed, impl="rbg")
+
+
+def with_pretrained(state: TrainState, path: str) -> TrainState:
+    """Replaces the freshly initialised variables by those of `cxrjax import-weights` (same shardings).
+
+    Strict like the importer: the file must hold exactly the model's variables, shape for shape.
+    """
+    loaded = weights.load_variables(path)
+    fresh = {"params": state.params, "batch_stats": state.batch_stats}
+    loaded = {name: loaded.get(name, {}) for name in fresh}
+    if jax.tree.map(np.shape, loaded) != jax.tree.map(np.shape, fresh):
+        raise ValueError(f"{path} does not hold this model's variables; convert the checkpoint for it with "
+                         "`cxrjax import-weights SRC --model NAME --out DST`")
+    placed = jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding), loaded, fresh)
+    return state.replace(params=placed["params"], batch_stats=placed["batch_stats"])
 
 
 @dataclasses.dataclass
@@ -57,5 +78,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     steps = input_lib.steps_per_epoch(len(records["train"]), config.batch_size)
     schedule = learning_rate_schedule(config.optimizer, steps)
     tx = create_optimizer(config.optimizer, schedule)
-    state = create_train_state(model, tx, (data.crop, data.crop, 3), jax.random.key(config.seed), mesh)
+    state = create_train_state(model, tx, (data.crop, data.crop, 3), init_key(config.seed), mesh)
+    if config.model.get("pretrained"):
+        state = with_pretrained(state, config.model.pretrained)
     return Run(config, mesh, shards, records, model, dtype, steps, schedule, state)

@@ -73,7 +73,7 @@ def _disc(xx, yy, cx, cy, r, _rng):
 
 def _ring(xx, yy, cx, cy, r, _rng):
     d = np.sqrt(_ellipse(xx, yy, cx, cy, r, r))
-    return ((d >= 0.6) & (d <= 1.0)).astype(np.float32) * 0.5
+    return ((d >= 0.45) & (d <= 1.0)).astype(np.float32) * 0.5
 
 
 def _band(xx, yy, cx, cy, r, _rng):
@@ -126,7 +126,7 @@ def _grid(xx, yy, cx, cy, r, _rng):
 
 
 def _edge_line(xx, yy, cx, cy, r, _rng):
-    return ((np.abs(xx - cx) <= r * 0.2) & (np.abs(yy - cy) <= r * 2.0)).astype(np.float32) * 0.5
+    return ((np.abs(xx - cx) <= r * 0.5) & (np.abs(yy - cy) <= r * 2.5)).astype(np.float32) * 0.5
 
 
 # Centres stay inside [0.15, 0.85] so that a centre crop of 7/8 of the side (crop 224 of 256) keeps every finding.
@@ -144,7 +144,7 @@ PATTERNS = {  # finding: (painter, centre x, centre y, size)
     "Emphysema": (_dark_lungs, 0.50, 0.22, 0.12),
     "Fibrosis": (_grid, 0.24, 0.82, 0.07),
     "Pleural_Thickening": (_edge_line, 0.84, 0.45, 0.06),
-    "Hernia": (_ring, 0.50, 0.84, 0.07),
+    "Hernia": (_ring, 0.50, 0.84, 0.08),
 }
 assert tuple(PATTERNS) == FINDINGS
 

@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.name = "resnet18"  # a key of cxrjax.models.BACKBONES
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and losses stay float32)
     config.model.predict_head = "logits"  # the head whose sigmoid is the prediction
+    config.model.pretrained = ""  # variables from `cxrjax import-weights` (ImageNet weights); "" = random init
 
     # {head: {loss, weight, kwargs}}: the training objective is the weighted sum over heads (cxrjax.losses).
     config.losses = ml_collections.ConfigDict({"logits": {"loss": "bce", "weight": 1.0, "kwargs": {}}})

@@ -17,6 +17,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.decay_every_epochs = 2
     config.batch_size = 32
     config.eval_batch_size = 128
-    config.num_epochs = 3
+    config.num_epochs = 2
     config.log_every_steps = 20
     return config

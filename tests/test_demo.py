@@ -1,0 +1,27 @@
+"""The demo end to end, small: synthetic release → prepare → train → eval → AUC table; then `cxrjax eval`."""
+
+import csv
+import json
+import os
+
+from cxrjax import cli
+from cxrjax.demo import run_demo
+from cxrjax.findings import FINDINGS
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    result = run_demo(str(tmp_path), num_images=300, num_epochs=1)
+    printed = capsys.readouterr().out
+    assert printed.strip().splitlines()[-1].startswith("mean")
+    assert all(finding in printed for finding in FINDINGS)
+    out = tmp_path / "run" / "eval" / "test"
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["num_images"] == result["num_images"] > 0 and set(saved["auc"]) == set(FINDINGS)
+    with open(out / "predictions.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Image Index", *FINDINGS] and len(rows) == saved["num_images"] + 1
+    assert all(0.0 <= float(p) <= 1.0 for row in rows[1:] for p in row[1:])
+    assert os.path.exists(tmp_path / "run" / "metrics.jsonl")
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    assert cli.main(["eval", "--workdir", str(tmp_path / "run"), "--split", "val"]) == 0
+    assert (tmp_path / "run" / "eval" / "val" / "predictions.csv").exists()
