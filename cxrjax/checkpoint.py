@@ -64,7 +64,10 @@ def resolve_step(mngr: ocp.CheckpointManager, which: str | int) -> int:
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter=None):
-    """Restores the train state (onto the shardings of `abstract_state`) and, if given, the data iterator in place."""
+    """Restores the train state (onto the shardings of `abstract_state`) and, if given, the data iterator in place.
+
+    With `abstract_state=None` the state comes back as saved, a plain tree of arrays (for inference).
+    """
     items = {"state": ocp.args.StandardRestore(abstract_state)}
     if data_iter is not None:
         items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)

@@ -31,29 +31,54 @@ def _prepare(args) -> int:
     return 0
 
 
-def _train(argv: list[str]) -> int:
+def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
+    """Parses `--config FILE[:ARG] --workdir DIR [--config.FIELD=VALUE ...]` (ml_collections' config flags)."""
     from ml_collections import config_flags
-
-    from cxrjax import sharding, train
 
     flag_values = flags.FlagValues()
     config_flag = config_flags.DEFINE_config_file("config", None, "experiment config file (get_config())",
                                                   flag_values=flag_values, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs); resumes if it has checkpoints",
                         flag_values=flag_values)
+    define_extra(flag_values)
     try:
         flag_values(argv)
     except flags.Error as error:
         raise ValueError(str(error)) from None
     if config_flag.value is None or flag_values.workdir is None:
-        raise ValueError("train needs --config FILE and --workdir DIR")
+        raise ValueError("needs --config FILE and --workdir DIR")
+    return config_flag.value, flag_values
+
+
+def _train(argv: list[str]) -> int:
+    from cxrjax import sharding, train
+
+    config, flag_values = _config_flags(argv)
     sharding.initialize_distributed()
     with train.StopOnSignal() as stop:
-        result = train.train_and_evaluate(config_flag.value, flag_values.workdir, stop_requested=stop)
+        result = train.train_and_evaluate(config, flag_values.workdir, stop_requested=stop)
     if result["stopped_early"]:
         print(f"stopped by signal at step {result['step']}; checkpoint saved; re-run to resume")
     else:
         print(f"trained to step {result['step']}; last validation mean AUC {result['val_mean_auc']}")
+    return 0
+
+
+def _ablate(argv: list[str]) -> int:
+    from cxrjax import ablation, sharding, train
+
+    def define(flag_values):
+        flags.DEFINE_multi_string("loss", None, "a loss spec, e.g. focal or class_aware:margin=0 (repeat)",
+                                  flag_values=flag_values)
+        flags.DEFINE_string("split", "test", "split to compare on", flag_values=flag_values)
+
+    config, flag_values = _config_flags(argv, define)
+    if not flag_values.loss:
+        raise ValueError("ablate needs at least one --loss")
+    sharding.initialize_distributed()
+    with train.StopOnSignal() as stop:
+        results = ablation.run_ablation(config, flag_values.workdir, flag_values.loss, flag_values.split, stop)
+    print(ablation.ablation_table(results))
     return 0
 
 
@@ -107,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     prepare.set_defaults(handler=_prepare)
 
     commands.add_parser("train", help="train --config experiments/X.py --workdir DIR [--config.FIELD=VALUE ...]")
+    commands.add_parser("ablate", help="ablate --config X.py --workdir DIR --loss bce --loss focal ... (one run each)")
 
     evaluate = commands.add_parser("eval", help="evaluate a checkpoint on a split")
     evaluate.add_argument("--workdir", required=True)
@@ -136,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.set_verbosity(logging.WARNING)
     command = argv[0] if argv else ""
     try:
-        if command == "train":
-            return _train(["cxrjax train", *argv[1:]])
+        if command in ("train", "ablate"):  # absl-style config flags, not argparse
+            return {"train": _train, "ablate": _ablate}[command]([f"cxrjax {command}", *argv[1:]])
         args = _parser().parse_args(argv)
         return args.handler(args)
     except (FileNotFoundError, ValueError, RuntimeError) as error:

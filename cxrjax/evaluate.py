@@ -8,8 +8,10 @@ metrics.json.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+from typing import Any
 
 import grain
 import jax
@@ -21,9 +23,11 @@ from cxrjax import checkpoint
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax import sharding
-from cxrjax.findings import FINDINGS
+from cxrjax.findings import FINDINGS, NUM_FINDINGS
+from cxrjax.models import create_model
 from cxrjax.preprocess import normalize
 from cxrjax.run import build_run
+from cxrjax.state import compute_dtype
 
 
 def make_predict_step(model, dtype, predict_head: str = "logits"):
@@ -70,6 +74,35 @@ def write_metrics(path: str, metrics: dict) -> None:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w") as f:
         json.dump(metrics, f, indent=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Inference:
+    """What inference needs from a run directory: the model, its variables and the config it was trained with."""
+
+    config: ml_collections.ConfigDict
+    model: Any
+    variables: dict
+    dtype: Any
+    step: int
+    extra: dict  # JSON saved with the checkpoint (e.g. validation thresholds)
+
+    def predict_step(self):
+        return make_predict_step(self.model, self.dtype, self.config.model.predict_head)
+
+
+def load_inference(workdir: str, which: str | int = "best") -> Inference:
+    """Restores only the model variables of a checkpoint; needs neither the shards nor the optimizer."""
+    mngr = checkpoint.manager(workdir)
+    step = checkpoint.resolve_step(mngr, which)
+    config = ml_collections.ConfigDict(checkpoint.restore_json(mngr, step, "config"))
+    extra = checkpoint.restore_json(mngr, step, "extra")
+    state = checkpoint.restore(mngr, step, None)
+    mngr.close()
+    dtype = compute_dtype(config.model.dtype)
+    model = create_model(config.model.name, NUM_FINDINGS, dtype)
+    variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
+    return Inference(config, model, variables, dtype, step, extra)
 
 
 def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test") -> dict:

@@ -37,6 +37,7 @@ class Metadata:
     age: np.ndarray
     sex: np.ndarray  # index into nih.SEXES
     view: np.ndarray  # index into nih.VIEWS
+    source_size: np.ndarray  # (N, 2) width, height of the original PNG: the frame of the release's boxes
 
     def __len__(self) -> int:
         return len(self.image_index)
@@ -62,6 +63,8 @@ def read_manifest(path: str) -> Metadata:
         age=np.array([float(row["age"]) for row in rows], np.float32),
         sex=np.array([SEXES.index(row["sex"]) for row in rows], np.int32),
         view=np.array([VIEWS.index(row["view"]) for row in rows], np.int32),
+        source_size=np.array([(int(row["source_width"]), int(row["source_height"])) for row in rows],
+                             np.int64).reshape(-1, 2),
     )
 
 

@@ -77,7 +77,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     model = create_model(config.model.name, NUM_FINDINGS, dtype)
     steps = input_lib.steps_per_epoch(len(records["train"]), config.batch_size)
     schedule = learning_rate_schedule(config.optimizer, steps)
-    tx = create_optimizer(config.optimizer, schedule)
+    tx = create_optimizer(config.optimizer, schedule, tuple(config.model.get("frozen", ())))
     state = create_train_state(model, tx, (data.crop, data.crop, 3), init_key(config.seed), mesh)
     if config.model.get("pretrained"):
         state = with_pretrained(state, config.model.pretrained)

@@ -33,16 +33,33 @@ def learning_rate_schedule(optimizer: ml_collections.ConfigDict, steps_per_epoch
                                    steps_per_epoch, decay_rate=optimizer.decay_factor, staircase=True)
 
 
-def create_optimizer(optimizer: ml_collections.ConfigDict, schedule: optax.Schedule):
-    """adam: torch.optim.Adam semantics (weight decay as L2 added to the gradient, as the papers' PyTorch code has)."""
+def create_optimizer(optimizer: ml_collections.ConfigDict, schedule: optax.Schedule, frozen=()):
+    """adam: torch.optim.Adam semantics (weight decay as L2 added to the gradient, as the papers' PyTorch code has).
+
+    `frozen` names top-level modules of the model (e.g. "backbone", or "stream1" and "stream2") whose parameters get
+    no update at all (Baltruschat's fixed ImageNet features, Ge's Local-Fixed stage). Their BatchNorm running
+    statistics still follow the data in training mode, as with `requires_grad=False` in PyTorch.
+    """
     decay = [optax.add_decayed_weights(optimizer.weight_decay)] if optimizer.weight_decay else []
     if optimizer.name == "adam":
-        return optax.chain(*decay, optax.adam(schedule, b1=optimizer.b1, b2=optimizer.b2))
-    if optimizer.name == "adamw":
-        return optax.adamw(schedule, b1=optimizer.b1, b2=optimizer.b2, weight_decay=optimizer.weight_decay)
-    if optimizer.name == "sgd":
-        return optax.chain(*decay, optax.sgd(schedule, momentum=optimizer.momentum))
-    raise ValueError(f"unknown optimizer {optimizer.name!r}; choose adam, adamw or sgd")
+        tx = optax.chain(*decay, optax.adam(schedule, b1=optimizer.b1, b2=optimizer.b2))
+    elif optimizer.name == "adamw":
+        tx = optax.adamw(schedule, b1=optimizer.b1, b2=optimizer.b2, weight_decay=optimizer.weight_decay)
+    elif optimizer.name == "sgd":
+        tx = optax.chain(*decay, optax.sgd(schedule, momentum=optimizer.momentum))
+    else:
+        raise ValueError(f"unknown optimizer {optimizer.name!r}; choose adam, adamw or sgd")
+    if not frozen:
+        return tx
+
+    def labels(params):
+        unknown = set(frozen) - set(params)
+        if unknown:
+            raise ValueError(f"cannot freeze {sorted(unknown)}: the model's modules are {sorted(params)}")
+        return {name: jax.tree.map(lambda _: "frozen" if name in frozen else "trained", tree)
+                for name, tree in params.items()}
+
+    return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
 
 
 def create_train_state(model, tx, image_shape: tuple[int, int, int], rng, mesh) -> TrainState:

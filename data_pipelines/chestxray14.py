@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from cxrjax import nih
 from cxrjax.findings import NUM_FINDINGS
-from data_pipelines.decode import load_image
+from data_pipelines.decode import decode_file
 
 SPLIT = "images"
 OFFICIAL_SPLITS = ("train_val", "test")
@@ -66,19 +66,19 @@ def index_images(release_dir: str) -> dict[str, str]:
     return paths
 
 
-def _decode_chunk(paths: list[str], size: int) -> list[tuple[np.ndarray | None, str | None]]:
-    """Decodes a chunk in a worker; an error becomes a reason string instead of an exception."""
+def _decode_chunk(paths: list[str], size: int) -> list[tuple[np.ndarray | None, tuple[int, int] | None, str | None]]:
+    """Decodes a chunk in a worker: (pixels, original (width, height), None) or (None, None, the error's reason)."""
     results = []
     for path in paths:
         try:
-            results.append((load_image(path, size), None))
+            results.append((*decode_file(path, size), None))
         except Exception as error:  # noqa: BLE001 — any decoding failure is reported per file, never fatal.
-            results.append((None, f"{type(error).__name__}: {error}"))
+            results.append((None, None, f"{type(error).__name__}: {error}"))
     return results
 
 
 def _decoded(paths: list[str], size: int, num_workers: int):
-    """Yields (pixels, error) for each path, in order, decoding on `num_workers` processes."""
+    """Yields `_decode_chunk`'s triple for each path, in order, decoding on `num_workers` processes."""
     chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
     if num_workers <= 1:
         for chunk in chunks:
@@ -154,7 +154,7 @@ class Chestxray14(tfds.core.GeneratorBasedBuilder):
 
         decoded = _decoded([paths[e.image_index] for e in present], config.size, self.num_workers)
         record = 0
-        for entry, (pixels, error) in tqdm(zip(present, decoded), total=len(present), unit="img",
+        for entry, (pixels, source_size, error) in tqdm(zip(present, decoded), total=len(present), unit="img",
                                            desc=f"decoding to {config.size}²"):
             if error is not None:
                 self.report.failed.append({"image": entry.image_index, "reason": error})
@@ -170,6 +170,7 @@ class Chestxray14(tfds.core.GeneratorBasedBuilder):
                 "official_split": "test" if entry.image_index in test else "train_val",
             }
             self.manifest.append({"record": record, **metadata,
-                                  "labels": "|".join(entry.findings) or nih.NO_FINDING})
+                                  "labels": "|".join(entry.findings) or nih.NO_FINDING,
+                                  "source_width": source_size[0], "source_height": source_size[1]})
             yield record, {"image": pixels, "labels": entry.labels, **metadata}
             record += 1

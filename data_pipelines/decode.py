@@ -46,9 +46,15 @@ def resize_area(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-    """Reads an image file into a (size, size, 1) uint8 array."""
+def decode_file(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reads an image file into a (size, size, 1) uint8 array; also returns its original (width, height), the frame
+    of the release's bounding boxes."""
     with Image.open(path) as image:
         image.load()
         pixels = to_grayscale_float(image)
-    return resize_area(pixels, size)[..., None]
+    return resize_area(pixels, size)[..., None], (pixels.shape[1], pixels.shape[0])
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """Reads an image file into a (size, size, 1) uint8 array."""
+    return decode_file(path, size)[0]

@@ -18,8 +18,9 @@ from data_pipelines.chestxray14 import Chestxray14, Chestxray14Config, PrepareRe
 
 MANIFEST = "manifest.csv"
 REPORT = "prepare_report.json"
+# source_width/height: the PNG's own size, the frame of BBox_List_2017.csv's boxes.
 MANIFEST_COLUMNS = ("record", "image_index", "patient_id", "follow_up", "age", "sex", "view", "official_split",
-                    "labels")
+                    "labels", "source_width", "source_height")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and losses stay float32)
     config.model.predict_head = "logits"  # the head whose sigmoid is the prediction
     config.model.pretrained = ""  # variables from `cxrjax import-weights` (ImageNet weights); "" = random init
+    config.model.frozen = ()  # top-level modules that get no update, e.g. ("backbone",)
 
     # {head: {loss, weight, kwargs}}: the training objective is the weighted sum over heads (cxrjax.losses).
     config.losses = ml_collections.ConfigDict({"logits": {"loss": "bce", "weight": 1.0, "kwargs": {}}})
