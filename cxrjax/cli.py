@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from absl import flags, logging
@@ -86,7 +87,7 @@ def _eval(args) -> int:
     from cxrjax import evaluate, metrics, sharding
 
     sharding.initialize_distributed()
-    result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split)
+    result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split, bootstrap=args.bootstrap)
     print(metrics.auc_table(result))
     return 0
 
@@ -95,7 +96,7 @@ def _score(args) -> int:
     from cxrjax import metrics
     from cxrjax.score import score
 
-    result = score(args.predictions, args.labels, args.images)
+    result = score(args.predictions, args.labels, args.images, bootstrap=args.bootstrap)
     if args.output:
         with open(args.output, "w") as f:
             json.dump(result, f, indent=1)
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workdir", required=True)
     evaluate.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
     evaluate.set_defaults(handler=_eval)
 
     score = commands.add_parser("score", help="metrics.json for a predictions CSV")
@@ -145,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--labels", required=True, help="Data_Entry CSV (v2020 or 2017)")
     score.add_argument("--images", default=None, help="score only the images of this list file")
     score.add_argument("--output", default=None, help="write metrics.json here")
+    score.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
     score.set_defaults(handler=_score)
 
     convert = commands.add_parser("import-weights", help="torchvision/timm checkpoint → cxrjax variables (strict)")
@@ -156,10 +159,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _enable_compilation_cache() -> None:
+    """JAX's persistent compilation cache, on by default: a re-run (resume, eval, demo) skips recompiling."""
+    import jax
+
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        cache_home = os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))
+        jax.config.update("jax_compilation_cache_dir", os.path.join(cache_home, "cxrjax", "jax"))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     flags.FLAGS.mark_as_parsed()  # grain and orbax read absl flags; a console script never parses them
     logging.set_verbosity(logging.WARNING)
+    _enable_compilation_cache()
     command = argv[0] if argv else ""
     try:
         if command in ("train", "ablate"):  # absl-style config flags, not argparse

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cxrjax import checkpoint
+from cxrjax import checkpoint, report
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax import sharding
@@ -105,8 +105,9 @@ def load_inference(workdir: str, which: str | int = "best") -> Inference:
     return Inference(config, model, variables, dtype, step, extra)
 
 
-def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test") -> dict:
-    """Restores a checkpoint of `workdir`, predicts `split`, writes W/eval/<split>/{predictions.csv, metrics.json}."""
+def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test", *, bootstrap: int = 1000) -> dict:
+    """Restores a checkpoint of `workdir`, predicts `split`, writes W/eval/<split>/: predictions.csv, metrics.json
+    (with patient-level bootstrap CIs and the operating points chosen on validation) and report.md + roc/pr.png."""
     mngr = checkpoint.manager(workdir)
     step = checkpoint.resolve_step(mngr, which)
     config = ml_collections.ConfigDict(checkpoint.restore_json(mngr, step, "config"))
@@ -114,17 +115,22 @@ def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test
     if split not in run.records:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(run.records)}")
     state = checkpoint.restore(mngr, step, run.state)
+    operating_points = checkpoint.restore_json(mngr, step, "extra").get("thresholds")
     mngr.close()
     records = run.records[split]
     predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head)
     probabilities = predict_records(predict_step, run.variables(state), run.shards, records,
                                     global_batch=config.eval_batch_size, crop=config.data.crop, mesh=run.mesh,
                                     num_threads=config.data.num_threads)
-    metrics = metrics_lib.summarize(run.shards.metadata.labels[records], probabilities) | {"step": step,
-                                                                                          "split": split}
+    labels = run.shards.metadata.labels[records]
+    metrics = metrics_lib.full_metrics(labels, probabilities, run.shards.metadata.patient_id[records],
+                                       bootstrap=bootstrap, thresholds=operating_points)
+    metrics |= {"step": step, "split": split}
     out = os.path.join(workdir, "eval", split)
     if jax.process_index() == 0:
         write_predictions(os.path.join(out, "predictions.csv"), run.shards.metadata.image_index[records],
                           probabilities)
         write_metrics(os.path.join(out, "metrics.json"), metrics)
+        report.write_report(out, labels, probabilities, metrics, operating_points,
+                            f"{config.model.name} on the {split} split (step {step})", split=config.data.protocol)
     return metrics

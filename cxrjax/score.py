@@ -72,11 +72,14 @@ def read_predictions(path: str) -> tuple[list[str], np.ndarray]:
     return names, probabilities
 
 
-def score(predictions_path: str, labels_path: str, images_path: str | None = None) -> dict:
-    """metrics.json content for a predictions file, optionally restricted to the images of a list file."""
+def score(predictions_path: str, labels_path: str, images_path: str | None = None, *, bootstrap: int = 1000,
+          seed: int = 0) -> dict:
+    """metrics.json content for a predictions file, optionally restricted to the images of a list file; confidence
+    intervals from `bootstrap` patient-level resamples (0: none)."""
     names, probabilities = read_predictions(predictions_path)
     entries, _ = nih.read_data_entry(labels_path)
     labels_of = {entry.image_index: entry.labels for entry in entries}
+    patient_of = {entry.image_index: entry.patient_id for entry in entries}
     unknown = [name for name in names if name not in labels_of]
     if unknown:
         raise ScoreError(f"{len(unknown)} images in {predictions_path} are not in {labels_path}: {_examples(unknown)}")
@@ -90,4 +93,5 @@ def score(predictions_path: str, labels_path: str, images_path: str | None = Non
     if not names:
         raise ScoreError(f"{predictions_path}: no predictions to score")
     labels = np.stack([labels_of[name] for name in names])
-    return metrics_lib.summarize(labels, probabilities)
+    return metrics_lib.full_metrics(labels, probabilities, [patient_of[name] for name in names], bootstrap=bootstrap,
+                                    seed=seed)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 from tqdm import tqdm
 
-from cxrjax import checkpoint, class_stats, evaluate, losses, sharding
+from cxrjax import checkpoint, class_stats, evaluate, losses, sharding, thresholds
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax.preprocess import normalize
@@ -51,12 +51,14 @@ def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key)
     return state, {"loss": total, **{f"loss/{head}": value for head, value in per_head.items()}}
 
 
-def validate(run: Run, predict_step, state, split: str = "val") -> dict:
+def validate(run: Run, predict_step, state, split: str = "val") -> tuple[dict, dict]:
+    """Validation AUCs and the per-finding operating points chosen on them (saved with the checkpoint)."""
     records = run.records[split]
     probabilities = evaluate.predict_records(predict_step, run.variables(state), run.shards, records,
                                              global_batch=run.config.eval_batch_size, crop=run.config.data.crop,
                                              mesh=run.mesh, num_threads=run.config.data.num_threads)
-    return metrics_lib.summarize(run.shards.metadata.labels[records], probabilities)
+    labels = run.shards.metadata.labels[records]
+    return metrics_lib.summarize(labels, probabilities), thresholds.choose_thresholds(labels, probabilities)
 
 
 class StopOnSignal:
@@ -137,11 +139,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 log.write(step, last | {"learning_rate": float(run.schedule(step - 1))})
                 progress.set_postfix(loss=f"{last['loss']:.4f}")
             if end_of_epoch:
-                val = validate(run, predict_step, state)
+                val, operating_points = validate(run, predict_step, state)
                 result["val_mean_auc"] = val["mean_auc"]
                 log.write(step, {"val_mean_auc": val["mean_auc"], "epoch": step // run.steps_per_epoch})
                 best = None if val["mean_auc"] is None else {checkpoint.BEST_METRIC: val["mean_auc"]}
-                checkpoint.save(mngr, step, state, train_iter, config.to_dict(), metrics=best)
+                checkpoint.save(mngr, step, state, train_iter, config.to_dict(), metrics=best,
+                                extra={"thresholds": operating_points})
             elif stop:
                 checkpoint.save(mngr, step, state, train_iter, config.to_dict())
             result["step"] = step

@@ -21,6 +21,8 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         rows = list(csv.reader(f))
     assert rows[0] == ["Image Index", *FINDINGS] and len(rows) == saved["num_images"] + 1
     assert all(0.0 <= float(p) <= 1.0 for row in rows[1:] for p in row[1:])
+    assert saved["bootstrap"]["resamples"] == 1000 and saved["operating_points"]  # CIs; thresholds from validation
+    assert all((out / name).stat().st_size > 1000 for name in ("report.md", "roc.png", "pr.png"))
     assert os.path.exists(tmp_path / "run" / "metrics.jsonl")
     assert list((tmp_path / "run" / "tensorboard").iterdir())
     assert cli.main(["eval", "--workdir", str(tmp_path / "run"), "--split", "val"]) == 0
