@@ -87,7 +87,8 @@ def _eval(args) -> int:
     from cxrjax import evaluate, metrics, sharding
 
     sharding.initialize_distributed()
-    result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split, bootstrap=args.bootstrap)
+    result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split, ensemble=args.ensemble,
+                                       tta=args.tta, bootstrap=args.bootstrap)
     print(metrics.auc_table(result))
     return 0
 
@@ -140,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
+    evaluate.add_argument("--tta", choices=("flip", "tencrop"), default=None, help="test-time augmentation")
+    evaluate.add_argument("--ensemble", nargs="+", default=(), metavar="WORKDIR",
+                          help="average probabilities with these runs' (same data and split)")
     evaluate.set_defaults(handler=_eval)
 
     score = commands.add_parser("score", help="metrics.json for a predictions CSV")

@@ -30,13 +30,41 @@ from cxrjax.run import build_run
 from cxrjax.state import compute_dtype
 
 
-def make_predict_step(model, dtype, predict_head: str = "logits"):
-    """`step(variables, images uint8) -> probabilities float32`, jitted, batch sharded along "data"."""
+TTA_MODES = ("flip", "tencrop")
+
+
+def tta_views(images, tta: str | None, crop: int):
+    """The views test-time augmentation averages over, stacked on a new leading axis.
+
+    flip: the image and its mirror. tencrop (CheXNet): the four corner and the centre `crop`² windows of the full
+    image, and their mirrors. Static slices, so all views go through one compiled forward pass.
+    """
+    if tta is None:
+        return images[None]
+    if tta == "flip":
+        return jnp.stack([images, images[:, :, ::-1]])
+    if tta == "tencrop":
+        height, width = images.shape[1:3]
+        corners = [(0, 0), (0, width - crop), (height - crop, 0), (height - crop, width - crop),
+                   ((height - crop) // 2, (width - crop) // 2)]
+        crops = [images[:, top:top + crop, left:left + crop] for top, left in corners]
+        return jnp.stack(crops + [c[:, :, ::-1] for c in crops])
+    raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {TTA_MODES}")
+
+
+def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | None = None, crop: int | None = None):
+    """`step(variables, images uint8) -> probabilities float32`, jitted, batch sharded along "data".
+
+    With `tta`, probabilities are averaged over `tta_views` (for tencrop the images are the uncropped ones).
+    """
 
     @jax.jit
     def step(variables, images):
-        outputs = model.apply(variables, normalize(images, dtype), train=False)
-        return jax.nn.sigmoid(outputs[predict_head].astype(jnp.float32))
+        views = tta_views(images, tta, crop)
+        batch = views.reshape((-1, *views.shape[2:]))
+        outputs = model.apply(variables, normalize(batch, dtype), train=False)
+        probabilities = jax.nn.sigmoid(outputs[predict_head].astype(jnp.float32))
+        return probabilities.reshape((views.shape[0], images.shape[0], -1)).mean(axis=0)
 
     return step
 
@@ -105,9 +133,8 @@ def load_inference(workdir: str, which: str | int = "best") -> Inference:
     return Inference(config, model, variables, dtype, step, extra)
 
 
-def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test", *, bootstrap: int = 1000) -> dict:
-    """Restores a checkpoint of `workdir`, predicts `split`, writes W/eval/<split>/: predictions.csv, metrics.json
-    (with patient-level bootstrap CIs and the operating points chosen on validation) and report.md + roc/pr.png."""
+def _predict_workdir(workdir: str, which: str | int, split: str, tta: str | None):
+    """Restores a checkpoint and predicts a split: (run, records, probabilities, step, validation thresholds)."""
     mngr = checkpoint.manager(workdir)
     step = checkpoint.resolve_step(mngr, which)
     config = ml_collections.ConfigDict(checkpoint.restore_json(mngr, step, "config"))
@@ -118,19 +145,46 @@ def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test
     operating_points = checkpoint.restore_json(mngr, step, "extra").get("thresholds")
     mngr.close()
     records = run.records[split]
-    predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head)
+    crop = config.data.crop
+    predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head, tta=tta, crop=crop)
     probabilities = predict_records(predict_step, run.variables(state), run.shards, records,
-                                    global_batch=config.eval_batch_size, crop=config.data.crop, mesh=run.mesh,
+                                    global_batch=config.eval_batch_size,
+                                    crop=run.shards.size if tta == "tencrop" else crop, mesh=run.mesh,
                                     num_threads=config.data.num_threads)
+    return run, records, probabilities, step, operating_points
+
+
+def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test", *, ensemble=(),
+                     tta: str | None = None, bootstrap: int = 1000) -> dict:
+    """Restores a checkpoint of `workdir`, predicts `split`, writes W/eval/<split>/: predictions.csv, metrics.json
+    (with patient-level bootstrap CIs and the operating points chosen on validation) and report.md + roc/pr.png.
+
+    `ensemble`: more workdirs (same data and split) whose probabilities are averaged with this one's (Ge 2018's
+    "R18 + R18-F-MSML" rows); `tta`: flip or tencrop. Either writes to W/eval/<split>[_tta-<mode>][_ensemble-<n>]
+    and reports no operating points, since validation chose those for the single plain model.
+    """
+    run, records, probabilities, step, operating_points = _predict_workdir(workdir, which, split, tta)
+    names = run.shards.metadata.image_index[records]
+    members = [probabilities]
+    for other in ensemble:
+        other_run, other_records, other_probabilities, _, _ = _predict_workdir(other, which, split, tta)
+        if not np.array_equal(other_run.shards.metadata.image_index[other_records], names):
+            raise ValueError(f"{other} evaluates other images on the {split} split than {workdir}; an ensemble "
+                             "needs the same data and split protocol")
+        members.append(other_probabilities)
+    probabilities = np.mean(members, axis=0)
+    folder = split + (f"_tta-{tta}" if tta else "") + (f"_ensemble-{len(members)}" if ensemble else "")
+    if tta or ensemble:
+        operating_points = None
     labels = run.shards.metadata.labels[records]
     metrics = metrics_lib.full_metrics(labels, probabilities, run.shards.metadata.patient_id[records],
                                        bootstrap=bootstrap, thresholds=operating_points)
-    metrics |= {"step": step, "split": split}
-    out = os.path.join(workdir, "eval", split)
+    metrics |= {"step": step, "split": split, "tta": tta, "ensemble": [workdir, *ensemble]}
+    out = os.path.join(workdir, "eval", folder)
     if jax.process_index() == 0:
-        write_predictions(os.path.join(out, "predictions.csv"), run.shards.metadata.image_index[records],
-                          probabilities)
+        write_predictions(os.path.join(out, "predictions.csv"), names, probabilities)
         write_metrics(os.path.join(out, "metrics.json"), metrics)
         report.write_report(out, labels, probabilities, metrics, operating_points,
-                            f"{config.model.name} on the {split} split (step {step})", split=config.data.protocol)
+                            f"{run.config.model.name} on the {split} split ({folder}, step {step})",
+                            split=run.config.data.protocol)
     return metrics

@@ -76,6 +76,11 @@ def test_resumed_run_equals_uninterrupted_run(prepared_shards, uninterrupted, tm
     assert not resumed["stopped_early"] and resumed["step"] == result["step"]
     assert resumed["val_mean_auc"] == result["val_mean_auc"]
     assert _predictions(str(tmp_path)) == _predictions(workdir)
+    # Two identical members: the ensemble's average is each member's prediction.
+    ensemble = evaluate.evaluate_workdir(str(tmp_path), "latest", "test", ensemble=[workdir], bootstrap=0)
+    with open(os.path.join(tmp_path, "eval", "test_ensemble-2", "predictions.csv")) as f:
+        assert f.read() == _predictions(workdir)
+    assert ensemble["ensemble"] == [str(tmp_path), workdir] and "operating_points" not in ensemble
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(prepared_shards, uninterrupted,
