@@ -77,3 +77,16 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter=No
 def restore_json(mngr: ocp.CheckpointManager, step: int, item: str) -> dict:
     """Reads the `config` or `extra` JSON saved with a step."""
     return mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
+
+
+def load_variables(workdir: str, which: str | int = "best") -> tuple[int, dict, dict, dict]:
+    """(step, config, extra, {"params", "batch_stats"}) of a saved step of `workdir`, without rebuilding the train
+    state (for inference and for initialising a later training stage)."""
+    mngr = manager(workdir)
+    try:
+        step = resolve_step(mngr, which)
+        config, extra = restore_json(mngr, step, "config"), restore_json(mngr, step, "extra")
+        state = restore(mngr, step, None)
+    finally:
+        mngr.close()
+    return step, config, extra, {"params": state["params"], "batch_stats": state.get("batch_stats", {})}

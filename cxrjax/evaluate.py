@@ -23,10 +23,9 @@ from cxrjax import checkpoint, report
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax import sharding
-from cxrjax.findings import FINDINGS, NUM_FINDINGS
-from cxrjax.models import create_model
+from cxrjax.findings import FINDINGS
 from cxrjax.preprocess import normalize
-from cxrjax.run import build_run
+from cxrjax.run import build_run, model_from_config
 from cxrjax.state import compute_dtype
 
 
@@ -53,16 +52,19 @@ def tta_views(images, tta: str | None, crop: int):
 
 
 def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | None = None, crop: int | None = None):
-    """`step(variables, images uint8) -> probabilities float32`, jitted, batch sharded along "data".
+    """`step(variables, images uint8, metadata=None) -> probabilities float32`, jitted, batch sharded along "data".
 
     With `tta`, probabilities are averaged over `tta_views` (for tencrop the images are the uncropped ones).
+    `metadata` (age, sex, view arrays) is needed by the metadata-fusion model only.
     """
 
     @jax.jit
-    def step(variables, images):
+    def step(variables, images, metadata=None):
         views = tta_views(images, tta, crop)
         batch = views.reshape((-1, *views.shape[2:]))
-        outputs = model.apply(variables, normalize(batch, dtype), train=False)
+        if metadata is not None:
+            metadata = jax.tree.map(lambda values: jnp.tile(values, views.shape[0]), metadata)
+        outputs = model.apply(variables, normalize(batch, dtype), metadata=metadata, train=False)
         probabilities = jax.nn.sigmoid(outputs[predict_head].astype(jnp.float32))
         return probabilities.reshape((views.shape[0], images.shape[0], -1)).mean(axis=0)
 
@@ -77,8 +79,9 @@ def predict_records(predict_step, variables, shards, records, *, global_batch: i
                                      read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=num_threads))
     probabilities, order, mask = [], [], []
     for batch in dataset:
-        images = sharding.to_global({"image": batch["image"]}, mesh)["image"]
-        probabilities.append(sharding.to_host(predict_step(variables, images)))
+        inputs = sharding.to_global({name: batch[name] for name in ("image", *input_lib.METADATA_FIELDS)}, mesh)
+        metadata = {name: inputs[name] for name in input_lib.METADATA_FIELDS}
+        probabilities.append(sharding.to_host(predict_step(variables, inputs["image"], metadata)))
         local = sharding.to_global({"record": batch["record"], "mask": batch["mask"]}, mesh)
         order.append(sharding.to_host(local["record"]))
         mask.append(sharding.to_host(local["mask"]))
@@ -121,16 +124,9 @@ class Inference:
 
 def load_inference(workdir: str, which: str | int = "best") -> Inference:
     """Restores only the model variables of a checkpoint; needs neither the shards nor the optimizer."""
-    mngr = checkpoint.manager(workdir)
-    step = checkpoint.resolve_step(mngr, which)
-    config = ml_collections.ConfigDict(checkpoint.restore_json(mngr, step, "config"))
-    extra = checkpoint.restore_json(mngr, step, "extra")
-    state = checkpoint.restore(mngr, step, None)
-    mngr.close()
-    dtype = compute_dtype(config.model.dtype)
-    model = create_model(config.model.name, NUM_FINDINGS, dtype)
-    variables = {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
-    return Inference(config, model, variables, dtype, step, extra)
+    step, config, extra, variables = checkpoint.load_variables(workdir, which)
+    config = ml_collections.ConfigDict(config)
+    return Inference(config, model_from_config(config), variables, compute_dtype(config.model.dtype), step, extra)
 
 
 def _predict_workdir(workdir: str, which: str | int, split: str, tta: str | None):

@@ -18,10 +18,12 @@ import os
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from cxrjax import splits
 from cxrjax.nih import multi_hot, parse_findings, SEXES, VIEWS
 
+METADATA_FIELDS = ("age", "sex", "view")  # what the metadata-fusion model reads besides the image
 SPLIT = "images"  # the single ordered split of the shards (data_pipelines.chestxray14.SPLIT)
 MANIFEST = "manifest.csv"
 
@@ -114,16 +116,27 @@ class _ReadRecord(grain.transforms.Map):
                 "sex": np.int32(example["sex"]), "view": np.int32(example["view"]), "record": np.int64(record)}
 
 
-class RandomCropFlip(grain.transforms.RandomMap):
-    """Random `crop`² window and horizontal flip with probability 1/2, on uint8 (Ge 2018: 256 → random 224)."""
+class TrainAugment(grain.transforms.RandomMap):
+    """On uint8: optional rotation by up to ±`rotation` degrees (bilinear, black corners), then a random (or centre)
+    `crop`² window, then a horizontal flip with probability 1/2.
 
-    def __init__(self, crop: int, flip: bool = True):
-        self.crop, self.flip = crop, flip
+    Ge 2018: 256 → random 224 crop; the 2023 capstone: centre crop 224, flip and a small rotation.
+    """
+
+    def __init__(self, crop: int, flip: bool = True, random_crop: bool = True, rotation: float = 0.0):
+        self.crop, self.flip, self.random_crop, self.rotation = crop, flip, random_crop, rotation
 
     def random_map(self, element, rng: np.random.Generator):
         image = element["image"]
-        top = rng.integers(0, image.shape[0] - self.crop + 1)
-        left = rng.integers(0, image.shape[1] - self.crop + 1)
+        if self.rotation:
+            angle = rng.uniform(-self.rotation, self.rotation)
+            rotated = Image.fromarray(image[..., 0]).rotate(angle, resample=Image.Resampling.BILINEAR)
+            image = np.asarray(rotated)[..., None]
+        spare_rows, spare_columns = image.shape[0] - self.crop, image.shape[1] - self.crop
+        if self.random_crop:
+            top, left = rng.integers(0, spare_rows + 1), rng.integers(0, spare_columns + 1)
+        else:
+            top, left = spare_rows // 2, spare_columns // 2
         image = image[top:top + self.crop, left:left + self.crop]
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
@@ -162,23 +175,25 @@ def _check_batch(global_batch: int, process_count: int) -> int:
     return global_batch // process_count
 
 
-def steps_per_epoch(num_records: int, global_batch: int) -> int:
+def steps_per_epoch(num_records: int, global_batch: int, limit: int = 0) -> int:
+    """Whole global batches in an epoch, at most `limit` (0: no limit; short epochs for smoke tests and quick looks)."""
     steps = num_records // global_batch
     if steps == 0:
         raise ValueError(f"the training split has {num_records} images, fewer than one batch of {global_batch}")
-    return steps
+    return min(steps, limit) if limit else steps
 
 
 def train_dataset(shards: Shards, records: np.ndarray, *, global_batch: int, crop: int, num_steps: int,
-                  seed: int, flip: bool = True, process_index: int = 0, process_count: int = 1,
+                  seed: int, augment: TrainAugment | None = None, steps_limit: int = 0, process_index: int = 0,
+                  process_count: int = 1,
                   read_options: grain.ReadOptions | None = None) -> grain.IterDataset:
     """`num_steps` process-local training batches; the returned dataset's iterator is checkpointable."""
     local_batch = _check_batch(global_batch, process_count)
-    used = steps_per_epoch(len(records), global_batch) * global_batch
+    used = steps_per_epoch(len(records), global_batch, steps_limit) * global_batch
     shuffled = grain.MapDataset.source(np.asarray(records, np.int64)).shuffle(seed=seed)
     ds = grain.MapDataset.range(num_steps * global_batch).map(_EpochTrimmed(shuffled, used))
     ds = ds[process_index::process_count]
-    ds = ds.map(_ReadRecord(shards.source)).random_map(RandomCropFlip(crop, flip), seed=seed)
+    ds = ds.map(_ReadRecord(shards.source)).random_map(augment or TrainAugment(crop), seed=seed)
     ds = ds.batch(local_batch, drop_remainder=True)
     return ds.to_iter_dataset(read_options or grain.ReadOptions(num_threads=4, prefetch_buffer_size=4))
 

@@ -21,6 +21,8 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 
+from cxrjax import can_loss
+
 RATE_FLOOR = 1e-6  # a finding's positive rate is kept in [RATE_FLOOR, 1 - RATE_FLOOR]; see `_clipped_rate`
 
 
@@ -219,6 +221,7 @@ LOSSES: dict[str, Callable[..., jax.Array]] = {
     "msml": msml,
     "class_aware": class_aware,
     "can_balance": can_balance,
+    "can_attention": can_loss.attention_agreement,  # on the CAN's 'attention' output [B, 2, H*W], not on logits
 }
 
 
@@ -240,16 +243,20 @@ def _check_loss(name: str, kwargs: Mapping[str, Any]) -> Callable[..., jax.Array
     return fn
 
 
-def _term(spec) -> tuple[str, float, dict[str, Any]]:
-    """Accepts (name, weight), (name, weight, kwargs) or a mapping with keys loss / weight / kwargs."""
+def _term(key: str, spec) -> tuple[str, str, float, dict[str, Any]]:
+    """(head, loss name, weight, kwargs) of a term given as (name, weight), (name, weight, kwargs) or a mapping with
+    keys loss / weight / kwargs / head. The head defaults to the term's key; naming it lets two terms share a head
+    (CAN: cross-entropy and the balance loss on "logits")."""
     if isinstance(spec, Mapping):
-        return spec["loss"], float(spec.get("weight", 1.0)), dict(spec.get("kwargs", None) or {})
+        return (spec.get("head") or key, spec["loss"], float(spec.get("weight", 1.0)),
+                dict(spec.get("kwargs", None) or {}))
     name, weight, *rest = spec
-    return name, float(weight), dict(rest[0]) if rest else {}
+    return key, name, float(weight), dict(rest[0]) if rest else {}
 
 
 def build_objective(spec: Mapping[str, Any], positive_rate=None):
-    """Returns `objective(outputs, labels, mask=None) -> (total, {head: loss})` for a `{head: term}` spec.
+    """Returns `objective(outputs, labels, mask=None) -> (total, {term: loss})` for a `{term: spec}` spec, where a
+    term applies its loss to the model output named by its key (or by its "head" field).
 
     A loss that takes a `positive_rate` argument (class-aware losses) gets the per-finding positive rate of the
     training split (`class_stats.positive_rate`) unless its kwargs set one. A loss that takes a `mask` argument
@@ -257,25 +264,25 @@ def build_objective(spec: Mapping[str, Any], positive_rate=None):
     `mask=None` means every example is real.
     """
     terms = []
-    for head, term in spec.items():
-        name, weight, kwargs = _term(term)
+    for key, term in spec.items():
+        head, name, weight, kwargs = _term(key, term)
         fn = _check_loss(name, kwargs)
         parameters = inspect.signature(fn).parameters
         if "positive_rate" in parameters and "positive_rate" not in kwargs:
             if positive_rate is None:
                 raise ValueError(f"loss {name!r} for head {head!r} needs the training split's positive rate")
             kwargs["positive_rate"] = jnp.asarray(positive_rate, jnp.float32)
-        terms.append((head, fn, weight, kwargs, "mask" in parameters))
+        terms.append((key, head, fn, weight, kwargs, "mask" in parameters))
 
     def objective(outputs, labels, mask=None):
         if mask is None:
             mask = jnp.ones(jnp.shape(labels)[:1], jnp.float32)
-        per_head = {}
-        for head, fn, _, kwargs, takes_mask in terms:
+        per_term = {}
+        for key, head, fn, _, kwargs, takes_mask in terms:
             per_example = fn(outputs[head], labels, **kwargs, **({"mask": mask} if takes_mask else {}))
-            per_head[head] = masked_mean(per_example, mask)
-        total = sum(weight * per_head[head] for head, _, weight, _, _ in terms)
-        return total, per_head
+            per_term[key] = masked_mean(per_example, mask)
+        total = sum(weight * per_term[key] for key, _, _, weight, _, _ in terms)
+        return total, per_term
 
     return objective
 

@@ -14,10 +14,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from cxrjax import sharding, weights
+from cxrjax import checkpoint, sharding, weights
 from cxrjax import input as input_lib
 from cxrjax.findings import NUM_FINDINGS
-from cxrjax.models import create_model
+from cxrjax.models import create_model, load_backbone
 from cxrjax.state import TrainState, compute_dtype, create_optimizer, create_train_state, learning_rate_schedule
 from data_pipelines.prepare import builder_dir
 
@@ -28,19 +28,42 @@ def init_key(seed: int) -> jax.Array:
     return jax.random.key(seed, impl="rbg")
 
 
-def with_pretrained(state: TrainState, path: str) -> TrainState:
-    """Replaces the freshly initialised variables by those of `cxrjax import-weights` (same shardings).
+# Where a backbone's ImageNet weights go in each architecture (`models.load_backbone`); the plain classifier takes
+# the imported file whole (its fc too, when the number of classes matches).
+PRETRAINED_TARGETS = {"fusion": ("backbone",), "bilinear": ("backbone",), "fmsml": ("stream1", "stream2"),
+                      "can": ("branch1",)}
 
-    Strict like the importer: the file must hold exactly the model's variables, shape for shape.
-    """
-    loaded = weights.load_variables(path)
+
+def model_from_config(config: ml_collections.ConfigDict):
+    """The model a config describes (`config.model`: name, architecture, second_backbone, reduce_channels, ...)."""
+    model = config.model
+    return create_model(model.name, NUM_FINDINGS, compute_dtype(model.dtype), architecture=model.architecture,
+                        second_backbone=model.second_backbone or None, reduce_channels=model.reduce_channels or None,
+                        **model.backbone_kwargs.to_dict())
+
+
+def _replace_variables(state: TrainState, variables: dict, source: str) -> TrainState:
+    """The state with new params/batch_stats placed like the old ones; strict about structure and shapes."""
     fresh = {"params": state.params, "batch_stats": state.batch_stats}
-    loaded = {name: loaded.get(name, {}) for name in fresh}
-    if jax.tree.map(np.shape, loaded) != jax.tree.map(np.shape, fresh):
-        raise ValueError(f"{path} does not hold this model's variables; convert the checkpoint for it with "
-                         "`cxrjax import-weights SRC --model NAME --out DST`")
-    placed = jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding), loaded, fresh)
+    variables = {name: variables.get(name, {}) for name in fresh}
+    if jax.tree.map(np.shape, variables) != jax.tree.map(np.shape, fresh):
+        raise ValueError(f"{source} does not hold this model's variables (structure or shapes differ)")
+    placed = jax.tree.map(lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding), variables, fresh)
     return state.replace(params=placed["params"], batch_stats=placed["batch_stats"])
+
+
+def with_pretrained(state: TrainState, model_config: ml_collections.ConfigDict) -> TrainState:
+    """Puts `cxrjax import-weights` files (ImageNet backbones) into the fresh state."""
+    imported = weights.load_variables(model_config.pretrained)
+    if model_config.architecture == "classifier":
+        return _replace_variables(state, imported, f"{model_config.pretrained} (convert it for this model with "
+                                                   "`cxrjax import-weights SRC --model NAME --out DST`)")
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = load_backbone(variables, imported, into=PRETRAINED_TARGETS[model_config.architecture])
+    if model_config.architecture == "can":
+        second = weights.load_variables(model_config.pretrained_second or model_config.pretrained)
+        variables = load_backbone(variables, second, into=("branch2",))
+    return _replace_variables(state, variables, model_config.pretrained)
 
 
 @dataclasses.dataclass
@@ -74,11 +97,14 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
                                       val_fraction=data.val_fraction, fractions=tuple(data.fractions),
                                       num_folds=data.num_folds, fold=data.fold)
     dtype = compute_dtype(config.model.dtype)
-    model = create_model(config.model.name, NUM_FINDINGS, dtype)
-    steps = input_lib.steps_per_epoch(len(records["train"]), config.batch_size)
+    model = model_from_config(config)
+    steps = input_lib.steps_per_epoch(len(records["train"]), config.batch_size, config.steps_per_epoch)
     schedule = learning_rate_schedule(config.optimizer, steps)
     tx = create_optimizer(config.optimizer, schedule, tuple(config.model.get("frozen", ())))
     state = create_train_state(model, tx, (data.crop, data.crop, 3), init_key(config.seed), mesh)
-    if config.model.get("pretrained"):
-        state = with_pretrained(state, config.model.pretrained)
+    if config.model.pretrained:
+        state = with_pretrained(state, config.model)
+    if config.model.init_from:  # a later training stage starts from an earlier stage's best checkpoint
+        variables = checkpoint.load_variables(config.model.init_from, "best")[3]
+        state = _replace_variables(state, variables, config.model.init_from)
     return Run(config, mesh, shards, records, model, dtype, steps, schedule, state)

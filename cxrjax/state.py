@@ -11,6 +11,7 @@ import optax
 from flax.training import train_state
 
 from cxrjax import sharding
+from cxrjax.models import init_variables
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -66,7 +67,7 @@ def create_train_state(model, tx, image_shape: tuple[int, int, int], rng, mesh) 
     """Initialises parameters directly as replicated global arrays."""
 
     def init(rng):
-        variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+        variables = init_variables(model, rng, jnp.zeros((1, *image_shape), jnp.float32))
         return TrainState.create(apply_fn=model.apply, params=variables["params"],
                                  batch_stats=variables.get("batch_stats", {}), tx=tx)
 

@@ -39,8 +39,11 @@ def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key)
     images = normalize(batch["image"], dtype)
     mask = jnp.ones(batch["labels"].shape[:1], jnp.float32)
 
+    metadata = {name: batch[name] for name in input_lib.METADATA_FIELDS}
+
     def loss_fn(params):
-        outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images, train=True,
+        outputs, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, images,
+                                          metadata=metadata, train=True,
                                           mutable=["batch_stats"],
                                           rngs={"dropout": jax.random.fold_in(dropout_key, state.step)})
         total, per_head = objective(outputs, batch["labels"], mask)
@@ -101,7 +104,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     mngr = checkpoint.manager(workdir)
     train_iter = iter(input_lib.train_dataset(
         run.shards, run.records["train"], global_batch=config.batch_size, crop=config.data.crop,
-        num_steps=run.total_steps, seed=config.seed, flip=config.data.flip, process_index=jax.process_index(),
+        num_steps=run.total_steps, seed=config.seed, steps_limit=config.steps_per_epoch,
+        process_index=jax.process_index(),
+        augment=input_lib.TrainAugment(config.data.crop, config.data.flip, config.data.get("random_crop", True),
+                                       config.data.get("rotation", 0.0)),
         process_count=jax.process_count(),
         read_options=grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=4)))
     state = run.state
@@ -126,7 +132,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     try:
         for step in range(start + 1, run.total_steps + 1):
             local = next(train_iter)
-            batch = sharding.to_global({"image": local["image"], "labels": local["labels"]}, run.mesh)
+            batch = sharding.to_global({name: local[name] for name in ("image", "labels",
+                                                                       *input_lib.METADATA_FIELDS)}, run.mesh)
             state, step_metrics = jitted_step(state, batch)
             pending.append((step, step_metrics))
             progress.update()

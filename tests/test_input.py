@@ -41,7 +41,7 @@ def test_augmentation_crops_and_flips(prepared_shards):
     shards = input_lib.open_shards(prepared_shards[1])
     record = int(input_lib.split_records(shards.metadata, "official")["train"][0])
     image = shards.source[record]["image"]
-    crops = [input_lib.RandomCropFlip(28).random_map({"image": image}, np.random.default_rng(s))["image"]
+    crops = [input_lib.TrainAugment(28).random_map({"image": image}, np.random.default_rng(s))["image"]
              for s in range(40)]
     windows = {(t, l, f) for t in range(5) for l in range(5) for f in (False, True)}
     found = set()
@@ -83,3 +83,16 @@ def test_iterator_state_restores_the_exact_position(prepared_shards):
     for batch in expected:
         again = next(resumed)
         assert np.array_equal(batch["record"], again["record"]) and np.array_equal(batch["image"], again["image"])
+
+
+def test_centre_crop_with_rotation(prepared_shards):
+    shards = input_lib.open_shards(prepared_shards[1])
+    image = shards.source[0]["image"]
+    augment = input_lib.TrainAugment(28, flip=False, random_crop=False, rotation=10.0)
+    outputs = [augment.random_map({"image": image}, np.random.default_rng(s))["image"] for s in range(6)]
+    assert all(o.shape == (28, 28, 1) and o.dtype == np.uint8 for o in outputs)
+    assert len({o.tobytes() for o in outputs}) == 6  # a different angle each time
+    unrotated = input_lib.TrainAugment(28, flip=False, random_crop=False).random_map({"image": image},
+                                                                                   np.random.default_rng(0))
+    assert np.array_equal(unrotated["image"], image[2:30, 2:30])
+    assert np.abs(outputs[0].astype(int) - image[2:30, 2:30]).mean() < 40  # a small rotation, not noise

@@ -180,7 +180,8 @@ def assert_matches(actual, expected, rtol=1e-6):
 
 
 def test_every_registered_loss_has_a_reference_case():
-    assert {case[1] for case in CASES} == set(losses.LOSSES)
+    # can_attention works on attention maps [B, 2, H*W], not logits; tests/test_multistream.py checks it.
+    assert {case[1] for case in CASES} == set(losses.LOSSES) - {"can_attention"}
 
 
 @pytest.mark.parametrize("case_id, name, kwargs, reference, _", CASES, ids=CASE_IDS)
@@ -435,7 +436,7 @@ def test_build_objective_rejects_unknown_losses_and_hyperparameters():
 
 def test_objective_gradient_is_finite_under_jit():
     x, y = make_batch(seed=21)
-    spec = {name: (name, 1.0) for name in losses.LOSSES}
+    spec = {name: (name, 1.0) for name in losses.LOSSES if name != "can_attention"}  # that one takes no logits
     objective = losses.build_objective(spec, positive_rate=RATE)
     mask = np.r_[np.ones(len(y) - 2), np.zeros(2)]
     gradient = jax.jit(jax.grad(lambda z: objective({name: z for name in spec}, y, mask)[0]))(jnp.asarray(x))
@@ -479,3 +480,16 @@ def test_positive_rate_counts_each_finding():
 def test_positive_rate_rejects_what_is_not_a_multi_hot_matrix(labels):
     with pytest.raises(ValueError):
         positive_rate(labels)
+
+
+def test_two_terms_can_share_a_head():
+    """CAN: cross-entropy and the balance loss both on "logits", each term under its own name."""
+    rng = np.random.default_rng(0)
+    logits, labels = rng.normal(size=(4, 14)), rng.integers(0, 2, (4, 14))
+    rate = np.full(14, 0.2)
+    spec = {"logits": ("bce", 1.0), "balance": {"loss": "can_balance", "head": "logits", "weight": 0.5}}
+    total, per_term = losses.build_objective(spec, rate)({"logits": logits}, labels)
+    balance = losses.can_balance(logits, labels, positive_rate=rate).mean()
+    assert set(per_term) == {"logits", "balance"}
+    np.testing.assert_allclose(per_term["balance"], balance, rtol=1e-6)
+    np.testing.assert_allclose(total, losses.bce(logits, labels).mean() + 0.5 * balance, rtol=1e-6)

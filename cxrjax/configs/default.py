@@ -17,6 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.labels = "v2020"  # which Data_Entry CSV the shards were prepared from
     config.data.crop = 224  # random crop for training, centre crop for evaluation
     config.data.flip = True
+    config.data.random_crop = True  # False: centre crop for training too
+    config.data.rotation = 0.0  # training rotation range, ± degrees
     config.data.protocol = "official"  # official | random | kfold (cxrjax.splits)
     config.data.split_seed = 0
     config.data.val_fraction = 0.2  # official: share of train_val held out for validation, by patient
@@ -27,9 +29,15 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "resnet18"  # a key of cxrjax.models.BACKBONES
+    config.model.architecture = "classifier"  # classifier | fusion | bilinear | fmsml | can (cxrjax.models)
+    config.model.second_backbone = ""  # can: the second branch's backbone ("" = the same as name)
+    config.model.reduce_channels = 0  # bilinear/fmsml: 1x1 reduction before the outer product; can: common width
+    config.model.backbone_kwargs = ml_collections.ConfigDict()  # e.g. {"remat": True} for DenseNet
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and losses stay float32)
     config.model.predict_head = "logits"  # the head whose sigmoid is the prediction
     config.model.pretrained = ""  # variables from `cxrjax import-weights` (ImageNet weights); "" = random init
+    config.model.pretrained_second = ""  # can: weights for the second branch ("" = pretrained)
+    config.model.init_from = ""  # a workdir whose best checkpoint initialises this run (staged training)
     config.model.frozen = ()  # top-level modules that get no update, e.g. ("backbone",)
 
     # {head: {loss, weight, kwargs}}: the training objective is the weighted sum over heads (cxrjax.losses).
@@ -48,5 +56,33 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 32  # global, over all devices and hosts
     config.eval_batch_size = 64
     config.num_epochs = 10
+    config.steps_per_epoch = 0  # 0: the whole training split each epoch; N: at most N steps (smoke runs)
     config.log_every_steps = 50
     return config
+
+
+def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a paper config to seconds on the synthetic release (`--config experiments/x.py:smoke`): the same
+    model, losses and training code; two steps of batch 4 and an evaluation; random initialisation. Swin keeps its
+    224² input (its windows need 7 x 32 pixels); CNNs train on 56² crops of 64² shards."""
+    swin = config.model.name.startswith("swin")
+    config.data.size, config.data.crop = (256, 224) if swin else (64, 56)
+    config.data.num_threads = 2
+    config.model.pretrained = config.model.pretrained_second = config.model.init_from = ""
+    config.batch_size, config.eval_batch_size = 4, 8
+    config.num_epochs, config.steps_per_epoch, config.log_every_steps = 1, 2, 1
+    return config
+
+
+def finish(config: ml_collections.ConfigDict, arguments: set[str]) -> ml_collections.ConfigDict:
+    """Applies the `:smoke` argument of an experiment file's `get_config`."""
+    return smoke(config) if "smoke" in arguments else config
+
+
+def parse_arguments(argument: str | None, choices: tuple[str, ...] = ()) -> set[str]:
+    """`get_config("large,smoke")` → {"large", "smoke"}; anything but `smoke` and `choices` is an error."""
+    arguments = {a.strip() for a in (argument or "").split(",") if a.strip()}
+    unknown = arguments - {"smoke", *choices}
+    if unknown:
+        raise ValueError(f"unknown config argument(s) {sorted(unknown)}; choose from {['smoke', *choices]}")
+    return arguments

@@ -1,0 +1,15 @@
+"""Ge et al. 2018, Table 1 — D121.
+
+Paper: AUC 0.8354 (W-AUC 0.5888, D-AUC 0.7937, N-AUC 0.8651). Ours: not yet run on the real release (see experiments/README.md).
+
+    cxrjax import-weights densenet121-imagenet.pth --model densenet121 --out weights/densenet121.msgpack
+    cxrjax train --config experiments/ge2018_d121.py --workdir runs/ge2018_d121 \
+        --config.data.data_dir=DATA --config.model.pretrained=weights/densenet121.msgpack
+    cxrjax eval --workdir runs/ge2018_d121 --split test
+"""
+
+from cxrjax.configs import default, papers
+
+
+def get_config(argument: str | None = None):
+    return default.finish(papers.ge2018("densenet121"), default.parse_arguments(argument))

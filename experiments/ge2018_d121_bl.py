@@ -1,0 +1,15 @@
+"""Ge et al. 2018, Table 1 — D121-BL.
+
+Paper: AUC 0.8107 (W-AUC 0.5770, D-AUC 0.7523, N-AUC 0.8529). Ours: not yet run on the real release (see experiments/README.md).
+
+    cxrjax import-weights densenet121-imagenet.pth --model densenet121 --out weights/densenet121.msgpack
+    cxrjax train --config experiments/ge2018_d121_bl.py --workdir runs/ge2018_d121_bl \
+        --config.data.data_dir=DATA --config.model.pretrained=weights/densenet121.msgpack
+    cxrjax eval --workdir runs/ge2018_d121_bl --split test
+"""
+
+from cxrjax.configs import default, papers
+
+
+def get_config(argument: str | None = None):
+    return default.finish(papers.ge2018("densenet121", "bilinear"), default.parse_arguments(argument))

@@ -1,0 +1,17 @@
+"""Ge et al. 2018, Tables 1 and 3 — R18 + VGG-F-MSML / D121 + VGG-F-MSML (ensembles with ge2018_r18 / ge2018_d121).
+
+Paper: AUC 0.8438 / 0.8537. Ours: not yet run on the real release (see experiments/README.md).
+
+    cxrjax import-weights vgg16-imagenet.pth --model vgg16 --out weights/vgg16.msgpack
+    cxrjax train --config experiments/ge2018_vgg16_fmsml.py --workdir runs/ge2018_vgg16_fmsml \
+        --config.data.data_dir=DATA --config.model.pretrained=weights/vgg16.msgpack
+    cxrjax eval --workdir runs/ge2018_vgg16_fmsml --split test
+
+The ensemble row: `cxrjax eval --workdir runs/ge2018_vgg16_fmsml --ensemble runs/ge2018_d121`.
+"""
+
+from cxrjax.configs import default, papers
+
+
+def get_config(argument: str | None = None):
+    return default.finish(papers.ge2018("vgg16", "fmsml"), default.parse_arguments(argument))
