@@ -105,6 +105,42 @@ def _score(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from cxrjax import evaluate, explain, predict
+
+    inference = evaluate.load_inference(args.workdir, args.checkpoint)
+    thresholds = predict.decision_thresholds(inference, args.rule)
+    results, errors = predict.predict_files(inference, args.images, thresholds=thresholds)
+    print((predict.format_json if args.json else predict.format_table)(results, errors, thresholds))  # errors too
+    if args.cam and results:
+        written, _ = explain.write_cam_overlays(inference, [r.path for r in results], args.cam)
+        print(f"{len(written)} Grad-CAM overlays in {args.cam}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def _localize(args) -> int:
+    from cxrjax import localize
+
+    result, _ = localize.localize_workdir(args.workdir, args.boxes, which=args.checkpoint, split=args.split,
+                                         fraction=args.fraction)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+    print(localize.format_localization(result))
+    return 0
+
+
+def _folds(args) -> int:
+    from cxrjax.folds import aggregate_folds, folds_table
+
+    result = aggregate_folds(args.workdirs, args.split)
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+    print(folds_table(result))
+    return 0
+
+
 def _import_weights(args) -> int:
     from cxrjax import weights
 
@@ -153,6 +189,31 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--output", default=None, help="write metrics.json here")
     score.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
     score.set_defaults(handler=_score)
+
+    predict = commands.add_parser("predict", help="probabilities for PNG/JPEG/DICOM files (and Grad-CAM overlays)")
+    predict.add_argument("images", nargs="+")
+    predict.add_argument("--workdir", required=True)
+    predict.add_argument("--checkpoint", default="best")
+    predict.add_argument("--rule", choices=("youden", "f1"), default="youden",
+                         help="which validation operating point marks a finding as present")
+    predict.add_argument("--json", action="store_true")
+    predict.add_argument("--cam", default=None, metavar="OUT_DIR", help="write a Grad-CAM overlay per finding here")
+    predict.set_defaults(handler=_predict)
+
+    localize = commands.add_parser("localize", help="Grad-CAM boxes vs expert boxes (IoU, IoBB; Wang 2017)")
+    localize.add_argument("--workdir", required=True)
+    localize.add_argument("--boxes", required=True, help="BBox_List_2017.csv of the release")
+    localize.add_argument("--checkpoint", default="best")
+    localize.add_argument("--split", default="test", choices=("train", "val", "test"))
+    localize.add_argument("--fraction", type=float, default=0.7, help="CAM threshold, a fraction of its range")
+    localize.add_argument("--output", default=None, help="write the metrics as JSON here")
+    localize.set_defaults(handler=_localize)
+
+    folds = commands.add_parser("folds", help="mean ± sd per finding over k-fold runs (after `eval` on each)")
+    folds.add_argument("workdirs", nargs="+")
+    folds.add_argument("--split", default="test")
+    folds.add_argument("--output", default=None, help="write the aggregate as JSON here")
+    folds.set_defaults(handler=_folds)
 
     convert = commands.add_parser("import-weights", help="torchvision/timm checkpoint → cxrjax variables (strict)")
     convert.add_argument("source", help=".pth/.pt (needs PyTorch), .safetensors or .npz state dict")

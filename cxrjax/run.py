@@ -34,6 +34,13 @@ PRETRAINED_TARGETS = {"fusion": ("backbone",), "bilinear": ("backbone",), "fmsml
                       "can": ("branch1",)}
 
 
+def split_records(config: ml_collections.ConfigDict, metadata: input_lib.Metadata) -> dict[str, np.ndarray]:
+    """Record numbers of train / val / test under the config's split protocol."""
+    data = config.data
+    return input_lib.split_records(metadata, data.protocol, seed=data.split_seed, val_fraction=data.val_fraction,
+                                   fractions=tuple(data.fractions), num_folds=data.num_folds, fold=data.fold)
+
+
 def model_from_config(config: ml_collections.ConfigDict):
     """The model a config describes (`config.model`: name, architecture, second_backbone, reduce_channels, ...)."""
     model = config.model
@@ -91,11 +98,12 @@ class Run:
 
 def build_run(config: ml_collections.ConfigDict) -> Run:
     mesh = sharding.data_mesh()
+    for name in ("batch_size", "eval_batch_size"):
+        if config[name] % mesh.size:
+            raise ValueError(f"{name} {config[name]} is not divisible by the {mesh.size} devices of the mesh")
     data = config.data
     shards = input_lib.open_shards(builder_dir(data.data_dir, data.size, data.labels))
-    records = input_lib.split_records(shards.metadata, data.protocol, seed=data.split_seed,
-                                      val_fraction=data.val_fraction, fractions=tuple(data.fractions),
-                                      num_folds=data.num_folds, fold=data.fold)
+    records = split_records(config, shards.metadata)
     dtype = compute_dtype(config.model.dtype)
     model = model_from_config(config)
     steps = input_lib.steps_per_epoch(len(records["train"]), config.batch_size, config.steps_per_epoch)

@@ -63,13 +63,13 @@ def get_config() -> ml_collections.ConfigDict:
 
 def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Shrinks a paper config to seconds on the synthetic release (`--config experiments/x.py:smoke`): the same
-    model, losses and training code; two steps of batch 4 and an evaluation; random initialisation. Swin keeps its
+    model, losses and training code; two steps of batch 8 (divisible by 8 devices) and an evaluation; random init. Swin keeps its
     224² input (its windows need 7 x 32 pixels); CNNs train on 56² crops of 64² shards."""
     swin = config.model.name.startswith("swin")
     config.data.size, config.data.crop = (256, 224) if swin else (64, 56)
     config.data.num_threads = 2
     config.model.pretrained = config.model.pretrained_second = config.model.init_from = ""
-    config.batch_size, config.eval_batch_size = 4, 8
+    config.batch_size, config.eval_batch_size = 8, 8
     config.num_epochs, config.steps_per_epoch, config.log_every_steps = 1, 2, 1
     return config
 

@@ -1,0 +1,127 @@
+"""Grad-CAM (Selvaraju et al. 2017) of every finding over the backbone's final feature map, and overlay PNGs.
+
+For finding k and feature map A (h, w, c): channel weights a_c = mean_ij dy_k/dA_ijc, map = ReLU(sum_c a_c A_c),
+upsampled bilinearly (half-pixel centres, as cv2.resize in the usual implementations) to the model input size.
+
+No model module changes: `flax.linen.intercept_methods` captures the output of the submodule at `layer` (the
+backbone, by default) on one forward pass, and on a second replaces it by an argument, which makes the logits a
+function of the feature map to differentiate (`jax.vjp`; the replaced backbone's own computation is dead code that
+XLA drops, so the gradient costs only the head). One vjp per finding under `vmap`: the whole batch's 14 maps come
+from one compiled function. The layer must be called once per forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from cxrjax import images
+from cxrjax.findings import FINDINGS, NUM_FINDINGS
+from cxrjax.predict import FileError, load_files, padded_batches
+from cxrjax.preprocess import normalize
+
+BACKBONE = ("backbone",)
+OVERLAY_OPACITY = 0.6  # colour weight where the map is at its maximum; the radiograph shows through elsewhere
+
+
+def _forward(model, variables, x, layer: tuple[str, ...], replacement=None):
+    """(the layer's output, the model's outputs); with `replacement` the layer's output is replaced by it."""
+    captured = []
+
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        if context.method_name == "__call__" and context.module.path == layer:
+            out = out if replacement is None else replacement.astype(out.dtype)
+            captured.append(out)
+        return out
+
+    with nn.intercept_methods(interceptor):
+        outputs = model.apply(variables, x, train=False)
+    if not captured:
+        raise ValueError(f"the model has no submodule at {'/'.join(layer)!r} for Grad-CAM")
+    return captured[0], outputs
+
+
+def make_gradcam_step(model, dtype, predict_head: str = "logits", layer: tuple[str, ...] = BACKBONE):
+    """`step(variables, images uint8 (N, H, W, 1)) -> {"cam": (N, 14, H, W), "probabilities": (N, 14)}`, float32,
+    jitted. Maps are non-negative and unscaled (`scale_map` them to show or threshold them)."""
+
+    @jax.jit
+    def step(variables, images):
+        x = normalize(images, dtype)
+        features, _ = _forward(model, variables, x, layer)
+        features = features.astype(jnp.float32)
+
+        def logits_of(feature_map):
+            return _forward(model, variables, x, layer, feature_map)[1][predict_head].astype(jnp.float32)
+
+        logits, vjp = jax.vjp(logits_of, features)
+        one_hot = jnp.broadcast_to(jnp.eye(NUM_FINDINGS)[:, None, :], (NUM_FINDINGS, *logits.shape))
+        (grads,) = jax.vmap(vjp)(one_hot)  # (14, N, h, w, c)
+        weights = jnp.mean(grads, axis=(2, 3))  # (14, N, c)
+        cams = nn.relu(jnp.einsum("knc,nhwc->nkhw", weights, features))
+        cams = jax.image.resize(cams, (*cams.shape[:2], *images.shape[1:3]), "linear")
+        return {"cam": cams, "probabilities": jax.nn.sigmoid(logits)}
+
+    return step
+
+
+def gradcam_step(inference, layer: tuple[str, ...] = BACKBONE):
+    """`make_gradcam_step` for a loaded checkpoint (`evaluate.load_inference`)."""
+    return make_gradcam_step(inference.model, inference.dtype, inference.config.model.predict_head, layer)
+
+
+def scale_map(heatmap: np.ndarray) -> np.ndarray:
+    """A map min-max scaled to 0..1 (all zeros if it is flat): Grad-CAM maps carry an offset shared by the whole
+    image, and what is shown or thresholded is where the map stands out of it."""
+    low, high = float(heatmap.min()), float(heatmap.max())
+    return np.zeros(heatmap.shape, np.float32) if high <= low else ((heatmap - low) / (high - low)).astype(np.float32)
+
+
+def overlay(gray: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
+    """uint8 (H, W) radiograph + (H, W) map → uint8 (H, W, 3): the scaled map in the jet colour map, blended in
+    proportion to its value so that cold regions show the radiograph unchanged."""
+    from matplotlib import colormaps
+
+    heat = scale_map(heatmap)
+    colour = colormaps["jet"](heat)[..., :3] * 255.0
+    alpha = (OVERLAY_OPACITY * heat)[..., None]
+    blended = (1.0 - alpha) * gray[..., None].astype(np.float32) + alpha * colour
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def cam_filename(path: str, finding: str) -> str:
+    """`<image stem>_<finding>.png`."""
+    return f"{os.path.splitext(os.path.basename(path))[0]}_{finding}.png"
+
+
+def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, findings: Sequence[str] = FINDINGS,
+                       batch_size: int = 8) -> tuple[list[str], list[FileError]]:
+    """For each readable file and finding, OUT_DIR/<image stem>_<finding>.png: the Grad-CAM map, taken back to the
+    file's own frame (nothing outside the centre crop the model sees), over the file's own pixels.
+
+    Returns the written paths and one error per unreadable file.
+    """
+    unknown = sorted(set(findings) - set(FINDINGS))
+    if unknown:
+        raise ValueError(f"unknown findings {unknown}; choose from {', '.join(FINDINGS)}")
+    os.makedirs(out_dir, exist_ok=True)
+    data = inference.config.data
+    step = gradcam_step(inference)
+    written, errors = [], []
+    for files, batch in padded_batches(load_files(paths, data.size, data.crop, errors), batch_size):
+        cams = np.asarray(step(inference.variables, batch)["cam"])
+        for item, maps in zip(files, cams):
+            gray = images.read_image(item.path)
+            for finding in findings:
+                heat = images.map_to_source(maps[FINDINGS.index(finding)], item.source_size, data.size)
+                target = os.path.join(out_dir, cam_filename(item.path, finding))
+                Image.fromarray(overlay(gray, heat)).save(target)
+                written.append(target)
+    return written, errors

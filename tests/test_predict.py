@@ -1,0 +1,228 @@
+"""Inference from a run directory on image files: PNG (release modes), JPEG, DICOM; unreadable files; thresholds;
+formatters; Grad-CAM overlay files; the localisation check end to end. One tiny checkpoint serves the module (its
+predictions need not be good, only computed the way evaluation computes them)."""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from conftest import shared_data
+from cxrjax import explain, images, localize, nih, predict, train
+from cxrjax.configs import default
+from cxrjax.evaluate import load_inference
+from cxrjax.findings import FINDINGS
+from data_pipelines import synthetic
+
+
+@pytest.fixture(scope="module")
+def workdir(prepared_shards, tmp_path_factory):
+    config = default.get_config()
+    config.data.data_dir, config.data.size, config.data.crop = prepared_shards[0], 32, 28
+    config.data.num_threads = 2
+    config.batch_size, config.eval_batch_size, config.num_epochs = 16, 32, 1
+    config.optimizer.learning_rate = 1e-3
+    workdir = str(tmp_path_factory.mktemp("predict_run"))
+    train.train_and_evaluate(config, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def inference(workdir):
+    return load_inference(workdir)
+
+
+@pytest.fixture(scope="module")
+def radiograph():
+    """A synthetic radiograph whose darkest pixel is 0 and brightest 255, so min-max keeps its values."""
+    labels = np.zeros(len(FINDINGS), np.uint8)
+    labels[FINDINGS.index("Cardiomegaly")] = 1
+    image, _ = synthetic.draw_image(labels, 64, np.random.default_rng(3))
+    image[0, 0], image[0, 1] = 0, 255
+    return image
+
+
+def _save_png(path, array, mode=None):
+    Image.fromarray(array, mode=mode).save(path)
+    return str(path)
+
+
+def _save_dicom(path, stored: np.ndarray, photometric: str, bits_stored: int, **attributes):
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "DX"
+    if stored is not None:
+        ds.set_pixel_data(stored.astype(np.uint16), photometric, bits_stored)
+    for name, value in attributes.items():
+        setattr(ds, name, value)
+    ds.save_as(path, enforce_file_format=True)
+    return str(path)
+
+
+def _by_path(results):
+    return {r.path: r.probabilities for r in results}
+
+
+def test_release_pngs_including_rgba(inference, tmp_path):
+    rgba_path = shared_data("nih", "images", "00000100_000.png")
+    assert Image.open(rgba_path).mode == "RGBA"
+    as_l = _save_png(tmp_path / "as_l.png", np.asarray(Image.open(rgba_path))[..., 0], "L")
+    other = shared_data("nih", "images", "00000442_000.png")
+    results, errors = predict.predict_files(inference, [rgba_path, as_l, other], batch_size=2)
+    assert not errors and [r.path for r in results] == [rgba_path, as_l, other]
+    assert all(r.probabilities.shape == (14,) and ((0 <= r.probabilities) & (r.probabilities <= 1)).all()
+               for r in results)
+    assert results[0].source_size == (1024, 1024)
+    np.testing.assert_array_equal(results[0].probabilities, results[1].probabilities)  # R = G = B → same pixels
+
+
+def test_file_reaches_the_model_as_its_shard_record(synthetic_release, prepared_shards):
+    """A release PNG read by `cxrjax.images` equals its shard record after the evaluation centre crop."""
+    from cxrjax import input as input_lib
+    from data_pipelines.prepare import builder_dir
+
+    shards = input_lib.open_shards(builder_dir(prepared_shards[0], 32, "v2020"))
+    for record in (0, 7, 123):
+        name = shards.metadata.image_index[record]
+        pixels, size = images.load_input(os.path.join(synthetic_release, "images", name), 32, 28)
+        np.testing.assert_array_equal(pixels, shards.source[record]["image"][2:30, 2:30])
+        assert size == tuple(shards.metadata.source_size[record])
+
+
+def test_jpeg_and_dicom_encodings(inference, radiograph, tmp_path):
+    png = _save_png(tmp_path / "x.png", radiograph)
+    jpeg = str(tmp_path / "x.jpg")
+    Image.fromarray(radiograph).save(jpeg, quality=95)
+    window = {"WindowCenter": 2040.5, "WindowWidth": 4081}  # 12-bit stored u * 16 → exactly u on 0..255
+    twelve_bit = radiograph.astype(np.int64) * 16
+    dicoms = {
+        "mono2_12bit_window": _save_dicom(tmp_path / "m2.dcm", twelve_bit, "MONOCHROME2", 12, **window),
+        "mono1_12bit_window": _save_dicom(tmp_path / "m1.dcm", 4080 - twelve_bit, "MONOCHROME1", 12, **window),
+        # stored (x + 1000) / 2 with slope 2, intercept -1000: the window only fits once the rescale is applied
+        "rescaled": _save_dicom(tmp_path / "rescaled.dcm", (twelve_bit + 1000) // 2, "MONOCHROME2", 12,
+                                RescaleSlope=2, RescaleIntercept=-1000, **window),
+        "mono2_16bit_minmax": _save_dicom(tmp_path / "m16", radiograph.astype(np.int64) * 257, "MONOCHROME2", 16),
+        "mono1_16bit_minmax": _save_dicom(tmp_path / "m1_16", 65535 - radiograph.astype(np.int64) * 257,
+                                          "MONOCHROME1", 16),
+    }
+    for path in dicoms.values():  # every encoding decodes to the same pixels (extension-less files too)
+        np.testing.assert_array_equal(images.read_image(path), radiograph)
+    results, errors = predict.predict_files(inference, [png, jpeg, *dicoms.values()], batch_size=4)
+    assert not errors
+    by_path = _by_path(results)
+    for path in dicoms.values():
+        np.testing.assert_allclose(by_path[path], by_path[png], atol=1e-6)
+    assert np.abs(images.read_image(jpeg).astype(int) - radiograph).mean() < 2
+    np.testing.assert_allclose(by_path[jpeg], by_path[png], atol=0.05)
+
+
+def test_unreadable_files_are_reported_and_the_rest_predicted(inference, radiograph, tmp_path):
+    good = [_save_png(tmp_path / f"good{i}.png", radiograph) for i in range(2)]
+    text = tmp_path / "notes.png"
+    text.write_text("not an image\n")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    no_pixels = _save_dicom(tmp_path / "no_pixels.dcm", None, "MONOCHROME2", 12)
+    paths = [good[0], str(text), str(empty), no_pixels, str(tmp_path / "missing.png"), good[1]]
+    results, errors = predict.predict_files(inference, paths, batch_size=4)
+    assert [r.path for r in results] == good
+    assert [e.path for e in errors] == paths[1:5]
+    for error, reason in zip(errors, ("not an image", "empty file", "without pixel data", "No such file")):
+        assert error.message.startswith(error.path + ": ") and reason in error.message
+        assert "\n" not in error.message
+    with pytest.raises(images.UnreadableImage):
+        images.read_pixels(no_pixels)
+
+
+def test_batch_padding_does_not_change_predictions(inference, tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [_save_png(tmp_path / f"{i}.png", rng.integers(0, 256, (40 + i, 50), dtype=np.uint8)) for i in range(3)]
+    one_batch, _ = predict.predict_files(inference, paths, batch_size=8)
+    padded, _ = predict.predict_files(inference, paths, batch_size=2)
+    for a, b in zip(one_batch, padded):
+        np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-6)
+
+
+def test_thresholds_from_the_checkpoint_or_half(inference, radiograph, tmp_path):
+    saved = inference.extra["thresholds"]["youden"]  # chosen on validation by training
+    from_checkpoint = predict.decision_thresholds(inference)
+    assert from_checkpoint.rule == "youden"
+    assert all(t == (0.5 if saved[f] is None else saved[f]) for f, t in zip(FINDINGS, from_checkpoint.values))
+    fallback = predict.decision_thresholds(dataclasses.replace(inference, extra={}))
+    assert fallback.rule == "0.5" and (fallback.values == 0.5).all() and "no youden thresholds" in fallback.note
+    path = _save_png(tmp_path / "x.png", radiograph)
+    probabilities = predict.predict_files(inference, [path])[0][0].probabilities
+    chosen = {f: float(p) + (0.01 if i % 2 else -0.01) for i, (f, p) in enumerate(zip(FINDINGS, probabilities))}
+    saved = dataclasses.replace(inference, extra={"thresholds": {"youden": chosen, "f1": {}}})
+    thresholds = predict.decision_thresholds(saved)
+    assert thresholds.rule == "youden" and thresholds.note is None
+    (result,), _ = predict.predict_files(saved, [path], thresholds=thresholds)
+    assert result.positive == FINDINGS[0::2]
+    partial = dict(chosen, Hernia=None)
+    partial_thresholds = predict.decision_thresholds(
+        dataclasses.replace(inference, extra={"thresholds": {"youden": partial}}))
+    assert partial_thresholds.values[-1] == 0.5 and "Hernia" in partial_thresholds.note
+
+
+def test_formatters(inference, radiograph, tmp_path):
+    path = _save_png(tmp_path / "x.png", radiograph)
+    (tmp_path / "bad.png").write_text("no")
+    thresholds = predict.decision_thresholds(dataclasses.replace(inference, extra={}))
+    results, errors = predict.predict_files(inference, [path, str(tmp_path / "bad.png")], thresholds=thresholds)
+    table = predict.format_table(results, errors, thresholds)
+    assert table.startswith("note: ") and path in table and "error: " + str(tmp_path / "bad.png") in table
+    assert all(finding in table for finding in FINDINGS)
+    parsed = json.loads(predict.format_json(results, errors, thresholds))
+    assert list(parsed["predictions"][0]["probabilities"]) == list(FINDINGS)
+    assert parsed["errors"][0]["file"] == str(tmp_path / "bad.png") and parsed["thresholds"]["rule"] == "0.5"
+
+
+def test_cam_overlays_are_written_in_the_files_frame(inference, radiograph, tmp_path):
+    path = _save_png(tmp_path / "chest.png", np.pad(radiograph, ((0, 0), (8, 8))))  # 80 wide, 64 high
+    (tmp_path / "bad.dcm").write_bytes(b"")
+    written, errors = explain.write_cam_overlays(inference, [path, str(tmp_path / "bad.dcm")], tmp_path / "cams",
+                                                 findings=("Cardiomegaly", "Effusion"))
+    assert [os.path.basename(p) for p in written] == ["chest_Cardiomegaly.png", "chest_Effusion.png"]
+    assert len(errors) == 1
+    with Image.open(written[0]) as overlay:
+        assert overlay.mode == "RGB" and overlay.size == (80, 64)
+    with pytest.raises(ValueError, match="unknown findings"):
+        explain.write_cam_overlays(inference, [path], tmp_path / "cams", findings=("Cardiomegally",))
+
+
+def test_localization_check_of_a_run(workdir, synthetic_release):
+    metrics, rows = localize.localize_workdir(workdir, os.path.join(synthetic_release, "BBox_List_2017.csv"),
+                                              split="test")
+    test_names = set(open(os.path.join(synthetic_release, "test_list.txt")).read().split())
+    expected = [b for b in nih.read_boxes(os.path.join(synthetic_release, "BBox_List_2017.csv"))
+                if b.image_index in test_names]
+    assert len(rows) == metrics["num_boxes"] == len(expected) > 0
+    assert set(metrics["per_finding"]) <= set(synthetic.BOX_FINDINGS)
+    json.dumps(metrics)
+    for accuracy in (metrics["all"]["iou"], metrics["all"]["iobb"]):
+        assert list(accuracy) == ["0.1", "0.25", "0.5"] and all(0 <= v <= 1 for v in accuracy.values())
+    assert all(0 <= r.truth[0] and r.truth[0] + r.truth[2] <= 28 for r in rows)  # expert boxes in the 28² crop
+    assert localize.format_localization(metrics).splitlines()[-1].split()[:2] == ["all", str(len(rows))]
+
+
+def test_predict_command_json_cam_and_exit_code(workdir, radiograph, tmp_path, capsys):
+    from cxrjax import cli
+
+    good = _save_png(tmp_path / "good.png", radiograph)
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    cams = tmp_path / "cams"
+    code = cli.main(["predict", str(good), str(bad), "--workdir", workdir, "--json", "--cam", str(cams)])
+    assert code == 1  # one unreadable file
+    printed = json.loads(capsys.readouterr().out)
+    assert [p["file"] for p in printed["predictions"]] == [str(good)]
+    assert [e["file"] for e in printed["errors"]] == [str(bad)]
+    assert len(list(cams.glob("good_*.png"))) == 14
