@@ -1,5 +1,6 @@
 """Every paper config smoke-trains (two steps) and evaluates on the synthetic release; training strategies hold."""
 
+import gc
 import glob
 import importlib.util
 import os
@@ -8,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from cxrjax import checkpoint, evaluate, train
+from cxrjax import checkpoint, evaluate, sharding, train
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
 CONFIG_FILES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(EXPERIMENTS, "*.py")))
@@ -19,6 +20,17 @@ def load_config(name: str, argument: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(argument)
+
+
+@pytest.fixture(autouse=True)
+def one_device(monkeypatch):
+    """Smoke runs check configs, not sharding (tests/test_train.py does that on 8 devices): on one device, a Swin-B
+    state is not replicated 8 times in host memory. Caches are dropped after each run to keep memory flat."""
+    whole = sharding.data_mesh
+    monkeypatch.setattr(sharding, "data_mesh", lambda devices=None: whole(jax.devices()[:1]))
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
