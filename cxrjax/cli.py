@@ -13,6 +13,13 @@ import sys
 from absl import flags, logging
 
 
+def _write_json(path: str | None, result: dict) -> None:
+    """Writes `--output` JSON when one was asked for."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+
+
 def _demo(args) -> int:
     from cxrjax.demo import run_demo
 
@@ -98,9 +105,7 @@ def _score(args) -> int:
     from cxrjax.score import score
 
     result = score(args.predictions, args.labels, args.images, bootstrap=args.bootstrap)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(args.output, result)
     print(metrics.auc_table(result))
     return 0
 
@@ -123,9 +128,7 @@ def _localize(args) -> int:
 
     result, _ = localize.localize_workdir(args.workdir, args.boxes, which=args.checkpoint, split=args.split,
                                          fraction=args.fraction)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(args.output, result)
     print(localize.format_localization(result))
     return 0
 
@@ -134,9 +137,7 @@ def _folds(args) -> int:
     from cxrjax.folds import aggregate_folds, folds_table
 
     result = aggregate_folds(args.workdirs, args.split)
-    if args.output:
-        with open(args.output, "w") as f:
-            json.dump(result, f, indent=1)
+    _write_json(args.output, result)
     print(folds_table(result))
     return 0
 
