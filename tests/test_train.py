@@ -36,7 +36,9 @@ def test_eight_device_step_equals_one_device_step():
     assert jax.device_count() == 8, "conftest sets 8 fake CPU devices"
     rng = np.random.default_rng(0)
     batch = {"image": rng.integers(0, 256, (16, 32, 32, 1), dtype=np.uint8),
-             "labels": rng.integers(0, 2, (16, 14), dtype=np.uint8)}
+             "labels": rng.integers(0, 2, (16, 14), dtype=np.uint8),
+             "age": rng.uniform(20, 80, 16).astype(np.float32),
+             "sex": rng.integers(0, 2, 16, dtype=np.int32), "view": rng.integers(0, 2, 16, dtype=np.int32)}
     one = _one_step(sharding.data_mesh(jax.devices()[:1]), batch)
     eight = _one_step(sharding.data_mesh(), batch)
     differences = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), one, eight)
