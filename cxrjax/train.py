@@ -26,6 +26,7 @@ from cxrjax import checkpoint, class_stats, evaluate, losses, sharding, threshol
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax.preprocess import normalize
+from cxrjax.prefetch import DevicePrefetch
 from cxrjax.run import Run, build_run
 from cxrjax.run_log import RunLog
 from cxrjax.state import TrainState
@@ -102,7 +103,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """
     run = build_run(config)
     mngr = checkpoint.manager(workdir)
-    train_iter = iter(input_lib.train_dataset(
+    grain_iter = iter(input_lib.train_dataset(
         run.shards, run.records["train"], global_batch=config.batch_size, crop=config.data.crop,
         num_steps=run.total_steps, seed=config.seed, steps_limit=config.steps_per_epoch,
         process_index=jax.process_index(),
@@ -110,6 +111,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                        config.data.get("rotation", 0.0)),
         process_count=jax.process_count(),
         read_options=grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=4)))
+    batch_fields = ("image", "labels", *input_lib.METADATA_FIELDS)
+    train_iter = DevicePrefetch(grain_iter, lambda local: sharding.to_global(
+        {name: local[name] for name in batch_fields}, run.mesh), depth=config.prefetch_batches)
     state = run.state
     if mngr.latest_step() is not None:
         state = checkpoint.restore(mngr, mngr.latest_step(), state, train_iter)
@@ -131,10 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     desc="training")
     try:
         for step in range(start + 1, run.total_steps + 1):
-            local = next(train_iter)
-            batch = sharding.to_global({name: local[name] for name in ("image", "labels",
-                                                                       *input_lib.METADATA_FIELDS)}, run.mesh)
-            state, step_metrics = jitted_step(state, batch)
+            state, step_metrics = jitted_step(state, next(train_iter))
             pending.append((step, step_metrics))
             progress.update()
             end_of_epoch = step % run.steps_per_epoch == 0

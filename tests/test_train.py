@@ -1,5 +1,6 @@
 """Training: the sharded step equals the single-device step; resume is exact; NaN stops cleanly; SIGTERM saves."""
 
+import collections
 import functools
 import os
 import signal
@@ -62,11 +63,44 @@ def _predictions(workdir):
         return f.read()
 
 
+class TraceCounter:
+    """Counts JAX traces by function name (JAX records one event per trace of a jitted function)."""
+
+    def __init__(self):
+        self.traces = collections.Counter()
+
+    def _listen(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            self.traces[kwargs.get("fun_name")] += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self.traces
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(prepared_shards, tmp_path_factory):
+    """Two epochs with a validation after each; the traces of the jitted functions are counted meanwhile."""
     workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-    result = train.train_and_evaluate(_config(prepared_shards[0]), workdir)
-    return workdir, result
+    with TraceCounter() as traces:
+        result = train.train_and_evaluate(_config(prepared_shards[0]), workdir)
+    return workdir, result | {"traces": traces}
+
+
+def test_training_traces_the_step_once_and_validation_once(uninterrupted):
+    workdir, result = uninterrupted
+    assert result["step"] >= 10  # many steps, two validations over several padded batches
+    assert result["traces"]["train_step"] == 1, result["traces"]
+    assert result["traces"]["step"] == 1, result["traces"]  # evaluate.make_predict_step's forward
+
+
+def test_evaluation_of_a_whole_split_traces_once(uninterrupted):
+    with TraceCounter() as traces:
+        evaluate.evaluate_workdir(uninterrupted[0], "latest", "test", bootstrap=0)
+    assert traces["step"] == 1, traces
 
 
 def test_resumed_run_equals_uninterrupted_run(prepared_shards, uninterrupted, tmp_path):

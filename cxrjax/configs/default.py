@@ -58,6 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_epochs = 10
     config.steps_per_epoch = 0  # 0: the whole training split each epoch; N: at most N steps (smoke runs)
     config.log_every_steps = 50
+    config.prefetch_batches = 2  # global batches put on the devices ahead of the step (cxrjax.prefetch)
     return config
 
 
