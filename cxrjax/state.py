@@ -10,10 +10,11 @@ import ml_collections
 import optax
 from flax.training import train_state
 
-from cxrjax import sharding
+from cxrjax import plateau, sharding
 from cxrjax.models import init_variables
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+SCHEDULES = ("step", "plateau")
 
 
 class TrainState(train_state.TrainState):
@@ -27,8 +28,13 @@ def compute_dtype(name: str):
 
 
 def learning_rate_schedule(optimizer: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.Schedule:
-    """Step decay: the rate times `decay_factor` every `decay_every_epochs` epochs (Ge 2018: ÷10 every 3)."""
-    if optimizer.decay_every_epochs <= 0:
+    """Step decay: the rate times `decay_factor` every `decay_every_epochs` epochs (Ge 2018: ÷10 every 3).
+
+    With `schedule="plateau"` the schedule is constant and the decay is decided per epoch by `plateau.PlateauDecay`.
+    """
+    if optimizer.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {optimizer.schedule!r}; choose one of {SCHEDULES}")
+    if optimizer.schedule == "plateau" or optimizer.decay_every_epochs <= 0:
         return optax.constant_schedule(optimizer.learning_rate)
     return optax.exponential_decay(optimizer.learning_rate, transition_steps=optimizer.decay_every_epochs *
                                    steps_per_epoch, decay_rate=optimizer.decay_factor, staircase=True)
@@ -50,6 +56,8 @@ def create_optimizer(optimizer: ml_collections.ConfigDict, schedule: optax.Sched
         tx = optax.chain(*decay, optax.sgd(schedule, momentum=optimizer.momentum))
     else:
         raise ValueError(f"unknown optimizer {optimizer.name!r}; choose adam, adamw or sgd")
+    if optimizer.schedule == "plateau":  # the host-set learning-rate scale, last so that it scales every update
+        tx = optax.chain(tx, optax.inject_hyperparams(optax.scale)(**{plateau.SCALE_HYPERPARAMETER: 1.0}))
     if not frozen:
         return tx
 

@@ -20,9 +20,10 @@ import grain
 import jax
 import jax.numpy as jnp
 import ml_collections
+from sklearn import metrics as sklearn_metrics
 from tqdm import tqdm
 
-from cxrjax import checkpoint, class_stats, evaluate, losses, sharding, thresholds
+from cxrjax import checkpoint, class_stats, evaluate, losses, plateau, sharding, thresholds
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax.preprocess import normalize
@@ -56,13 +57,16 @@ def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key)
 
 
 def validate(run: Run, predict_step, state, split: str = "val") -> tuple[dict, dict]:
-    """Validation AUCs and the per-finding operating points chosen on them (saved with the checkpoint)."""
+    """Validation AUCs and BCE (`loss`, what a plateau schedule watches) and the per-finding operating points
+    chosen on them (saved with the checkpoint)."""
     records = run.records[split]
     probabilities = evaluate.predict_records(predict_step, run.variables(state), run.shards, records,
                                              global_batch=run.config.eval_batch_size, crop=run.config.data.crop,
                                              mesh=run.mesh, num_threads=run.config.data.num_threads)
     labels = run.shards.metadata.labels[records]
-    return metrics_lib.summarize(labels, probabilities), thresholds.choose_thresholds(labels, probabilities)
+    summary = metrics_lib.summarize(labels, probabilities)
+    summary["loss"] = float(sklearn_metrics.log_loss(labels.ravel(), probabilities.ravel(), labels=[0, 1]))
+    return summary, thresholds.choose_thresholds(labels, probabilities)
 
 
 class StopOnSignal:
@@ -95,6 +99,10 @@ def _check_finite(pending: list[tuple[int, dict]], last_good: int | None) -> lis
     return fetched
 
 
+def _plateau_extra(decay: plateau.PlateauDecay | None) -> dict:
+    return {} if decay is None else {"plateau": decay.state_dict()}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        stop_requested: Callable[[], bool] = lambda: False) -> dict:
     """Trains (resuming from `workdir` if it has checkpoints), validating and checkpointing every epoch.
@@ -115,8 +123,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     train_iter = DevicePrefetch(grain_iter, lambda local: sharding.to_global(
         {name: local[name] for name in batch_fields}, run.mesh), depth=config.prefetch_batches)
     state = run.state
+    decay = (plateau.PlateauDecay(config.optimizer.decay_factor, config.optimizer.plateau_patience)
+             if config.optimizer.schedule == "plateau" else None)
     if mngr.latest_step() is not None:
         state = checkpoint.restore(mngr, mngr.latest_step(), state, train_iter)
+        if decay is not None:
+            decay.load_state_dict(checkpoint.restore_json(mngr, mngr.latest_step(), "extra")["plateau"])
 
     objective = losses.build_objective(config.losses.to_dict(),
                                        class_stats.positive_rate(run.shards.metadata.labels[run.records["train"]]))
@@ -144,17 +156,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 fetched = _check_finite(pending, mngr.latest_step())
                 pending = []
                 last = {name: float(value) for name, value in fetched[-1][1].items()}
-                log.write(step, last | {"learning_rate": float(run.schedule(step - 1))})
+                learning_rate = float(run.schedule(step - 1)) * (decay.scale if decay else 1.0)
+                log.write(step, last | {"learning_rate": learning_rate})
                 progress.set_postfix(loss=f"{last['loss']:.4f}")
             if end_of_epoch:
                 val, operating_points = validate(run, predict_step, state)
                 result["val_mean_auc"] = val["mean_auc"]
-                log.write(step, {"val_mean_auc": val["mean_auc"], "epoch": step // run.steps_per_epoch})
+                log.write(step, {"val_mean_auc": val["mean_auc"], "val_loss": val["loss"],
+                                 "epoch": step // run.steps_per_epoch})
+                if decay is not None:
+                    state = state.replace(opt_state=plateau.set_scale(
+                        state.opt_state, decay.observe(val["loss"]), sharding.replicated(run.mesh)))
                 best = None if val["mean_auc"] is None else {checkpoint.BEST_METRIC: val["mean_auc"]}
                 checkpoint.save(mngr, step, state, train_iter, config.to_dict(), metrics=best,
-                                extra={"thresholds": operating_points})
+                                extra={"thresholds": operating_points, **_plateau_extra(decay)})
             elif stop:
-                checkpoint.save(mngr, step, state, train_iter, config.to_dict())
+                checkpoint.save(mngr, step, state, train_iter, config.to_dict(), extra=_plateau_extra(decay))
             result["step"] = step
             if stop:
                 result["stopped_early"] = True

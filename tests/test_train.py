@@ -2,6 +2,7 @@
 
 import collections
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -156,3 +157,27 @@ def test_sigterm_saves_and_exits_zero(prepared_shards, tmp_path):
     assert "stopped by signal" in out
     steps = checkpoint.manager(str(workdir)).all_steps()
     assert len(steps) == 1 and steps[0] >= 2
+
+
+def test_plateau_schedule_divides_the_rate_after_a_validation_loss_plateau(prepared_shards, tmp_path):
+    config = _config(prepared_shards[0])
+    config.optimizer.schedule, config.optimizer.learning_rate = "plateau", 0.05  # a rate that makes val loss wobble
+    config.num_epochs, config.steps_per_epoch, config.log_every_steps = 5, 3, 1
+    with TraceCounter() as traces:
+        train.train_and_evaluate(config, str(tmp_path))
+    assert traces["train_step"] == 1, traces  # changing the rate does not recompile the step
+    with open(tmp_path / "metrics.jsonl") as f:
+        records = [json.loads(line) for line in f]
+    val_losses = [r["val_loss"] for r in records if "val_loss" in r]
+    rates = {r["step"]: r["learning_rate"] for r in records if "learning_rate" in r}
+    # The rule, independently: ÷10 whenever an epoch does not improve on the best loss so far by 1e-4 relative.
+    best, scale, expected = float("inf"), 1.0, []
+    for loss in val_losses:
+        if loss < best * (1 - 1e-4):
+            best = loss
+        else:
+            scale /= 10
+        expected.append(scale)
+    assert 0.0 < expected[-1] < 1.0, val_losses  # at least one plateau happened in this run
+    for epoch, scale in enumerate(expected[:-1], start=1):
+        assert rates[epoch * 3 + 1] == pytest.approx(0.05 * scale), (epoch, val_losses, rates)

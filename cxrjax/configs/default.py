@@ -50,8 +50,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.b2 = 0.999
     config.optimizer.momentum = 0.9  # sgd only
     config.optimizer.weight_decay = 0.0
-    config.optimizer.decay_factor = 0.1  # step decay: multiply the rate by this ...
-    config.optimizer.decay_every_epochs = 3  # ... every this many epochs (0: constant rate)
+    config.optimizer.schedule = "step"  # step | plateau (decay when the validation loss stops improving)
+    config.optimizer.decay_factor = 0.1  # multiply the rate by this ...
+    config.optimizer.decay_every_epochs = 3  # ... every this many epochs (step; 0: constant rate)
+    config.optimizer.plateau_patience = 1  # ... after this many epochs without validation-loss improvement (plateau)
 
     config.batch_size = 32  # global, over all devices and hosts
     config.eval_batch_size = 64

@@ -123,11 +123,11 @@ def wang2017() -> ml_collections.ConfigDict:
 
 
 def chexnet() -> ml_collections.ConfigDict:
-    """CheXNet (Rajpurkar 2017): ImageNet DenseNet-121, BCE, Adam 1e-3, batch 16, 224², official split here.
-    Its ÷10-on-validation-plateau schedule is approximated by ÷10 every 3 epochs (no plateau schedule yet);
+    """CheXNet (Rajpurkar 2017): ImageNet DenseNet-121, BCE, Adam 1e-3, batch 16, 224², official split here; the
+    rate ÷10 each time the validation loss does not improve after an epoch (`plateau`, patience 1).
     ASSUMED 12 epochs."""
     config = default.get_config()
     config.model.name = "densenet121"
-    config.optimizer.learning_rate, config.optimizer.decay_every_epochs = 1e-3, 3
+    config.optimizer.learning_rate, config.optimizer.schedule, config.optimizer.plateau_patience = 1e-3, "plateau", 1
     config.batch_size, config.num_epochs = 16, 12
     return config
