@@ -152,6 +152,36 @@ def _import_weights(args) -> int:
     return 0
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated option value → its names ("none" or "" → none)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip() and name.strip() != "none")
+
+
+def _bench(args) -> int:
+    import jax
+
+    from cxrjax import bench
+
+    options = bench.BenchOptions(
+        models=_names(args.models), batch=args.batch, size=args.size, dtypes=_names(args.dtype), steps=args.steps,
+        warmup=args.warmup, torch_modes=_names(args.torch), skip=frozenset(_names(args.skip)),
+        data_dir=args.data_dir, shard_size=args.shard_size, input_images=args.input_images,
+        input_batches=args.input_batches, input_threads=args.input_threads, prepare_images=args.prepare_images,
+        prepare_source_size=args.prepare_source_size, profile_dir=args.profile)
+    # Every option spelled out, defaults included, so the recorded command reproduces the run.
+    command = " ".join(["cxrjax bench", *(f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+                                          if name not in ("command", "handler") and value is not None)])
+    cache_was_enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)  # compile times are reported, so always cold
+    try:
+        result = bench.run_benchmarks(options, command, log=lambda message: print(message, file=sys.stderr))
+    finally:
+        jax.config.update("jax_enable_compilation_cache", cache_was_enabled)
+    _write_json(args.output, result)
+    print(bench.format_table(result))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrjax", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -222,6 +252,29 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", required=True, help="output .msgpack")
     convert.add_argument("--num-classes", type=int, default=14)
     convert.set_defaults(handler=_import_weights)
+
+    bench = commands.add_parser("bench", help="training / eval / input / prepare images/s, beside PyTorch")
+    bench.add_argument("--models", default="resnet50,densenet121,swin_base", help="comma-separated model names")
+    bench.add_argument("--batch", type=int, default=128, help="global batch (training, eval and input pipeline)")
+    bench.add_argument("--size", type=int, default=224, help="image side the models see")
+    bench.add_argument("--dtype", default="bfloat16",
+                       help="compute dtype(s): float32, bfloat16 or both (comma-separated)")
+    bench.add_argument("--steps", type=int, default=20, help="timed steps, after the warm-up")
+    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--torch", default="eager,compile", help="PyTorch reference modes: eager, compile, or none")
+    bench.add_argument("--skip", default="", help="parts to leave out: train, eval, input, prepare (comma-separated)")
+    bench.add_argument("--data-dir", default=None, help="existing shards for the input benchmark (default: synthetic)")
+    bench.add_argument("--shard-size", type=int, default=256,
+                       help="shard side the input benchmark reads and prepare writes")
+    bench.add_argument("--input-images", type=int, default=512, help="synthetic images for the input benchmark")
+    bench.add_argument("--input-batches", type=int, default=40, help="timed batches of the input benchmark")
+    bench.add_argument("--input-threads", type=int, default=4, help="grain reader threads")
+    bench.add_argument("--prepare-images", type=int, default=32, help="synthetic PNGs the prepare benchmark converts")
+    bench.add_argument("--prepare-source-size", type=int, default=1024, help="their side (the release's is 1024)")
+    bench.add_argument("--profile", default=None, metavar="DIR",
+                       help="trace a few JAX training steps into DIR and report where their time goes")
+    bench.add_argument("--output", default=None, help="write the results as JSON here")
+    bench.set_defaults(handler=_bench)
     return parser
 
 

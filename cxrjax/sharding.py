@@ -19,18 +19,31 @@ _DISTRIBUTED_HINTS = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
 
 
 def wants_distributed() -> bool:
-    """True under an explicit coordinator, a multi-task Slurm step, or a multi-host TPU slice."""
-    if any(os.environ.get(name) for name in _DISTRIBUTED_HINTS):
+    """True under an explicit coordinator, `CXRJAX_DISTRIBUTED=1`, a multi-task Slurm step, or a multi-host TPU slice
+    on GKE. TPU VMs created with `gcloud` keep their topology in the VM metadata, not the environment, so a launch
+    there sets `CXRJAX_DISTRIBUTED=1` and JAX reads the rest from the metadata."""
+    if os.environ.get("CXRJAX_DISTRIBUTED") == "1" or any(os.environ.get(name) for name in _DISTRIBUTED_HINTS):
         return True
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         return True
     return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
 
 
+def _int_from_environment(name: str) -> int | None:
+    value = os.environ.get(name)
+    return None if value is None else int(value)
+
+
 def initialize_distributed() -> None:
-    """Calls `jax.distributed.initialize()` (arguments from the environment) once, when the environment asks."""
+    """Calls `jax.distributed.initialize()` once, when the environment asks.
+
+    JAX fills in what it is not given from Slurm, Open MPI, Cloud TPU or Kubernetes. Elsewhere (hosts started by hand)
+    each process needs `JAX_COORDINATOR_ADDRESS` (host:port of process 0), `JAX_NUM_PROCESSES` and `JAX_PROCESS_ID`:
+    JAX reads only the first itself, so the other two are passed on here.
+    """
     if wants_distributed() and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+        jax.distributed.initialize(num_processes=_int_from_environment("JAX_NUM_PROCESSES"),
+                                   process_id=_int_from_environment("JAX_PROCESS_ID"))
 
 
 def data_mesh(devices=None) -> jax.sharding.Mesh:

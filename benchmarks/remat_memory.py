@@ -5,7 +5,7 @@ each dense block's depth (every layer's concatenated input is kept for the backw
 `compiled.memory_analysis()` gives the step's buffers without running it, so this measures on any machine, even a
 CPU without the memory, for the platform the script runs on:
 
-    .venv/bin/python experiments/remat_memory.py --model densenet121 --size 512 --batch 64
+    .venv/bin/python benchmarks/remat_memory.py --model densenet121 --size 512 --batch 64
 """
 
 from __future__ import annotations
