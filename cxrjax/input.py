@@ -5,8 +5,11 @@ of each epoch dropped → this process's share → read → random crop + horizo
 in order, padded to whole global batches, each element carrying `mask` (0 for padding) and its `record` number, so
 one compiled eval step serves the whole split. Elements stay uint8; normalisation happens on the device.
 
-Each process reads 1/process_count of every global batch (elements g ≡ process_index mod process_count), which is the
-layout `jax.make_array_from_process_local_data` expects.
+Each process reads one contiguous block of every global batch: with P processes and a global batch of G, process p
+takes rows [p·G/P, (p+1)·G/P), the rows its devices hold in the global array that
+`jax.make_array_from_process_local_data` assembles (`sharding.process_block` says which block a process owns).
+Reading and augmentation are defined on the global element number, so a run sees the same batches, augmented the same
+way, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -104,6 +107,30 @@ class _EpochTrimmed(grain.transforms.Map):
         return int(self.shuffled[epoch * self.length + position])
 
 
+class _ProcessBlock(grain.transforms.Map):
+    """Local element i → global element of this process's block of each global batch (see the module docstring).
+
+    A lookup into the global dataset rather than a strided slice of it, so that everything upstream (the random
+    augmentation's seed above all) is keyed by the global element number, not by the process-local one."""
+
+    def __init__(self, dataset: grain.MapDataset, block: int, local_batch: int, global_batch: int):
+        self.dataset, self.block, self.local_batch, self.global_batch = dataset, block, local_batch, global_batch
+
+    def map(self, i):
+        step, offset = divmod(int(i), self.local_batch)
+        return self.dataset[step * self.global_batch + self.block * self.local_batch + offset]
+
+
+def _process_share(dataset: grain.MapDataset, global_batch: int, local_batch: int,
+                   process_index: int) -> grain.MapDataset:
+    """Process `process_index`'s rows of each of the global batches that `dataset` (global elements) makes up."""
+    if local_batch == global_batch:
+        return dataset
+    num_batches = len(dataset) // global_batch
+    return grain.MapDataset.range(num_batches * local_batch).map(
+        _ProcessBlock(dataset, process_index, local_batch, global_batch))
+
+
 class _ReadRecord(grain.transforms.Map):
     """Record number → the fields a training or eval step needs."""
 
@@ -192,9 +219,8 @@ def train_dataset(shards: Shards, records: np.ndarray, *, global_batch: int, cro
     used = steps_per_epoch(len(records), global_batch, steps_limit) * global_batch
     shuffled = grain.MapDataset.source(np.asarray(records, np.int64)).shuffle(seed=seed)
     ds = grain.MapDataset.range(num_steps * global_batch).map(_EpochTrimmed(shuffled, used))
-    ds = ds[process_index::process_count]
     ds = ds.map(_ReadRecord(shards.source)).random_map(augment or TrainAugment(crop), seed=seed)
-    ds = ds.batch(local_batch, drop_remainder=True)
+    ds = _process_share(ds, global_batch, local_batch, process_index).batch(local_batch, drop_remainder=True)
     return ds.to_iter_dataset(read_options or grain.ReadOptions(num_threads=4, prefetch_buffer_size=4))
 
 
@@ -204,6 +230,6 @@ def eval_dataset(shards: Shards, records: np.ndarray, *, global_batch: int, crop
     local_batch = _check_batch(global_batch, process_count)
     padded = -(-len(records) // global_batch) * global_batch
     ds = grain.MapDataset.range(padded).map(_Masked(np.asarray(records, np.int64), padded))
-    ds = ds[process_index::process_count].map(_ReadMasked(shards.source)).map(CenterCrop(crop))
-    ds = ds.batch(local_batch, drop_remainder=True)
+    ds = _process_share(ds, global_batch, local_batch, process_index)
+    ds = ds.map(_ReadMasked(shards.source)).map(CenterCrop(crop)).batch(local_batch, drop_remainder=True)
     return ds.to_iter_dataset(read_options or grain.ReadOptions(num_threads=4, prefetch_buffer_size=4))

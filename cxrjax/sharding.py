@@ -60,6 +60,21 @@ def batch_sharded(mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
+def process_block(mesh, global_batch: int) -> tuple[int, int]:
+    """(block, number of blocks): which contiguous block of `global_batch` rows this process's devices hold under
+    `batch_sharded(mesh)`, the process-local batch `make_array_from_process_local_data` expects from it
+    (`input.train_dataset`'s `process_index` and `process_count`). A mesh may order devices otherwise than by process
+    (TPU topologies), so the block is read off the sharding rather than assumed to be `jax.process_index()`."""
+    indices = batch_sharded(mesh).devices_indices_map((global_batch,))
+    spans = [indices[device][0].indices(global_batch)[:2] for device in mesh.local_devices]
+    start, stop = min(first for first, _ in spans), max(end for _, end in spans)
+    local_batch = global_batch // jax.process_count()
+    if sum(end - first for first, end in spans) != stop - start or stop - start != local_batch or start % local_batch:
+        raise ValueError(f"this process's devices hold rows [{start}, {stop}) of a global batch of {global_batch}: "
+                         f"not one contiguous block of {local_batch}")
+    return start // local_batch, jax.process_count()
+
+
 def to_global(local_batch: dict[str, np.ndarray], mesh) -> dict[str, jax.Array]:
     """Process-local numpy batch → global arrays sharded along "data" (each host contributes its slice)."""
     sharding = batch_sharded(mesh)

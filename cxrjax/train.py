@@ -111,13 +111,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """
     run = build_run(config)
     mngr = checkpoint.manager(workdir)
+    block, num_blocks = sharding.process_block(run.mesh, config.batch_size)
     grain_iter = iter(input_lib.train_dataset(
         run.shards, run.records["train"], global_batch=config.batch_size, crop=config.data.crop,
         num_steps=run.total_steps, seed=config.seed, steps_limit=config.steps_per_epoch,
-        process_index=jax.process_index(),
         augment=input_lib.TrainAugment(config.data.crop, config.data.flip, config.data.get("random_crop", True),
                                        config.data.get("rotation", 0.0)),
-        process_count=jax.process_count(),
+        process_index=block, process_count=num_blocks,
         read_options=grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=4)))
     batch_fields = ("image", "labels", *input_lib.METADATA_FIELDS)
     train_iter = DevicePrefetch(grain_iter, lambda local: sharding.to_global(

@@ -29,16 +29,13 @@ FIELDS = ("image", "labels", *input_lib.METADATA_FIELDS)
 
 
 def local_batches(builder_dir: str, process_index: int, process_count: int) -> list[dict[str, np.ndarray]]:
-    """This process's share of the first NUM_STEPS global batches, sliced by the training pipeline itself.
-
-    The augmentation is deterministic (no flip; a crop as large as the image): random augmentation draws are made
-    per process, so they would differ between a one- and a two-process run even where the slicing agrees.
-    """
+    """This process's share of the first NUM_STEPS global batches (random 28² crops and flips of the 32² shards),
+    sliced and augmented by the training pipeline itself."""
     shards = input_lib.open_shards(builder_dir)
     dataset = input_lib.train_dataset(
-        shards, np.arange(len(shards.metadata)), global_batch=GLOBAL_BATCH, crop=shards.size, num_steps=NUM_STEPS,
-        seed=0, augment=input_lib.TrainAugment(shards.size, flip=False), process_index=process_index,
-        process_count=process_count, read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
+        shards, np.arange(len(shards.metadata)), global_batch=GLOBAL_BATCH, crop=28, num_steps=NUM_STEPS, seed=0,
+        process_index=process_index, process_count=process_count,
+        read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
     return [{name: batch[name] for name in FIELDS} for batch in dataset]
 
 
@@ -65,8 +62,8 @@ def train_steps(mesh, batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndar
 def main(builder_dir: str, out: str) -> None:
     sharding.initialize_distributed()
     assert (jax.process_count(), jax.local_device_count(), jax.device_count()) == (2, 4, 8), jax.devices()
-    result = train_steps(sharding.data_mesh(),
-                         local_batches(builder_dir, jax.process_index(), jax.process_count()))
+    mesh = sharding.data_mesh()
+    result = train_steps(mesh, local_batches(builder_dir, *sharding.process_block(mesh, GLOBAL_BATCH)))
     if jax.process_index() == 0:
         np.savez(out, **result)
     jax.distributed.shutdown()

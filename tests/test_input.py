@@ -31,10 +31,8 @@ def test_processes_share_each_global_batch(prepared_shards):
     whole = [b["record"] for b in _train(shards, records, num_steps=3)]
     parts = [[b["record"] for b in _train(shards, records, num_steps=3, process_index=p, process_count=4)]
              for p in range(4)]
-    for step in range(3):
-        local = [part[step] for part in parts]
-        assert all(len(x) == 4 for x in local)
-        assert sorted(np.concatenate(local)) == sorted(whole[step])
+    for step in range(3):  # process p's batch is rows [4p, 4p + 4) of the one-process global batch
+        np.testing.assert_array_equal(np.concatenate([part[step] for part in parts]), whole[step])
 
 
 def test_augmentation_crops_and_flips(prepared_shards):

@@ -79,8 +79,8 @@ class Workers:
 
 
 def test_two_processes_train_like_one_process_with_eight_devices(prepared_shards, tmp_path):
-    """Each worker reads its share of every global batch through the input pipeline's per-process slicing; the
-    reference reads whole global batches as a one-process run does."""
+    """Each worker reads its block of every global batch (random crops and flips included) through the input
+    pipeline's per-process slicing; the reference reads whole global batches as a one-process run does."""
     assert jax.device_count() == 8 and jax.process_count() == 1, "conftest sets 8 fake CPU devices"
     builder_dir = prepared_shards[1]
     out = tmp_path / "two_processes.npz"
@@ -131,12 +131,6 @@ def _first_batch(builder_dir: str, process_index: int, process_count: int) -> di
     return next(iter(dataset))
 
 
-@pytest.mark.xfail(strict=True, reason="input.train_dataset gives process p the elements p, p+P, p+2P, ... of "
-                   "each global batch and seeds augmentation by the process-local index, so every process draws the "
-                   "same crops and flips, and the global array make_array_from_process_local_data assembles "
-                   "(process 0's rows first) is a permutation of the one-process batch, augmented differently. "
-                   "Remove this mark once each process takes a contiguous block of batches augmented before "
-                   "slicing.")
 def test_process_shares_of_a_global_batch_assemble_into_the_one_process_batch(prepared_shards):
     builder_dir = prepared_shards[1]
     one = _first_batch(builder_dir, 0, 1)
