@@ -94,3 +94,33 @@ def test_centre_crop_with_rotation(prepared_shards):
                                                                                    np.random.default_rng(0))
     assert np.array_equal(unrotated["image"], image[2:30, 2:30])
     assert np.abs(outputs[0].astype(int) - image[2:30, 2:30]).mean() < 40  # a small rotation, not noise
+
+
+def test_the_pipelines_own_decoding_equals_tfds_decoding(prepared_shards):
+    """`decode_fields` (what the pipelines read) gives, for every record, exactly what TFDS's decoding gives."""
+    shards = input_lib.open_shards(prepared_shards[1])
+    for record in range(len(shards.metadata)):
+        ours, theirs = input_lib.decode_fields(shards.serialized[record], shards.size), shards.source[record]
+        assert ours["image"].shape == (32, 32, 1)
+        assert [ours[name].dtype for name in ("image", "labels", "age", "sex", "view")] == [
+            np.uint8, np.uint8, np.float32, np.int32, np.int32]
+        for name in ("image", "labels", "age", "sex", "view"):
+            np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"record {record}: {name}")
+
+
+def test_pixels_stored_as_an_int64_list_still_decode():
+    """Shards of version 1.0.0 stored pixels as an int64 list (TFDS's default encoding of a uint8 tensor)."""
+    from tensorflow_datasets.proto import tf_example_pb2
+
+    pixels = np.arange(16, dtype=np.uint8).reshape(4, 4, 1) * 16
+    example = tf_example_pb2.Example()
+    feature = example.features.feature
+    feature["image"].int64_list.value.extend(pixels.ravel().tolist())
+    feature["labels"].int64_list.value.extend([0, 1] * 7)
+    feature["age"].float_list.value.append(58.0)
+    feature["sex"].int64_list.value.append(1)
+    feature["view"].int64_list.value.append(0)
+    decoded = input_lib.decode_fields(example.SerializeToString(), 4)
+    np.testing.assert_array_equal(decoded["image"], pixels)
+    np.testing.assert_array_equal(decoded["labels"], [0, 1] * 7)
+    assert (decoded["age"], decoded["sex"], decoded["view"]) == (58.0, 1, 0)
