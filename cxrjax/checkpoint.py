@@ -56,8 +56,15 @@ def resolve_step(mngr: ocp.CheckpointManager, which: str | int) -> int:
     if which == "latest":
         return mngr.latest_step()
     if which == "best":
-        return mngr.best_step()
-    step = int(which)
+        best = mngr.best_step()
+        if best is None:  # Orbax's restore(None) would silently give the latest step instead
+            raise FileNotFoundError(f"no checkpoint in {mngr.directory} has a validation {BEST_METRIC} (saved steps: "
+                                    f"{sorted(steps)}); choose --checkpoint latest or a step")
+        return best
+    try:
+        step = int(which)
+    except ValueError:
+        raise ValueError(f"checkpoint {which!r}: expected best, latest or a step number") from None
     if step not in steps:
         raise FileNotFoundError(f"no checkpoint at step {step} in {mngr.directory}; saved steps: {sorted(steps)}")
     return step
