@@ -113,12 +113,13 @@ def _score(args) -> int:
 def _predict(args) -> int:
     from cxrjax import evaluate, explain, predict
 
+    metadata = predict.Metadata(age=args.age, sex=args.sex, view=args.view)
     inference = evaluate.load_inference(args.workdir, args.checkpoint)
     thresholds = predict.decision_thresholds(inference, args.rule)
-    results, errors = predict.predict_files(inference, args.images, thresholds=thresholds)
+    results, errors = predict.predict_files(inference, args.images, thresholds=thresholds, metadata=metadata)
     print((predict.format_json if args.json else predict.format_table)(results, errors, thresholds))  # errors too
     if args.cam and results:
-        written, _ = explain.write_cam_overlays(inference, [r.path for r in results], args.cam)
+        written, _ = explain.write_cam_overlays(inference, [r.path for r in results], args.cam, metadata=metadata)
         print(f"{len(written)} Grad-CAM overlays in {args.cam}", file=sys.stderr)
     return 1 if errors else 0
 
@@ -229,6 +230,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="which validation operating point marks a finding as present")
     predict.add_argument("--json", action="store_true")
     predict.add_argument("--cam", default=None, metavar="OUT_DIR", help="write a Grad-CAM overlay per finding here")
+    predict.add_argument("--age", type=float, default=None, metavar="YEARS",
+                         help="patient age for every file, for models that read it (fusion; else DICOM PatientAge)")
+    predict.add_argument("--sex", choices=("M", "F"), default=None,
+                         help="patient sex for every file, for models that read it (fusion; else DICOM PatientSex)")
+    predict.add_argument("--view", choices=("PA", "AP"), default=None,
+                         help="view position for every file, for models that read it (fusion; else DICOM "
+                              "ViewPosition)")
     predict.set_defaults(handler=_predict)
 
     localize = commands.add_parser("localize", help="Grad-CAM boxes vs expert boxes (IoU, IoBB; Wang 2017)")
@@ -298,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
             return {"train": _train, "ablate": _ablate}[command]([f"cxrjax {command}", *argv[1:]])
         args = _parser().parse_args(argv)
         return args.handler(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    # User-fixable: missing or unreadable files (any OSError: also permissions, a directory given for a file), a
+    # missing optional dependency (torch to read a .pth), bad input, a diverged run.
+    except (OSError, ImportError, ValueError, RuntimeError) as error:
         print(f"cxrjax {command}: error: {error}", file=sys.stderr)
         return 1
 

@@ -61,12 +61,16 @@ def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | 
     @jax.jit
     def step(variables, images, metadata=None):
         views = tta_views(images, tta, crop)
-        batch = views.reshape((-1, *views.shape[2:]))
+        num_views = views.shape[0]
+        # Image-major (image n's views at rows n·V ... n·V + V − 1): the rows of the images a device holds stay on
+        # that device, so the batch sharding carries through. View-major rows would interleave the devices' images,
+        # which XLA resolves by gathering the batch (ten-crop ran 8x slower so on 8 CPU devices).
+        batch = jnp.swapaxes(views, 0, 1).reshape((-1, *views.shape[2:]))
         if metadata is not None:
-            metadata = jax.tree.map(lambda values: jnp.tile(values, views.shape[0]), metadata)
+            metadata = jax.tree.map(lambda values: jnp.repeat(values, num_views, axis=0), metadata)
         outputs = model.apply(variables, normalize(batch, dtype), metadata=metadata, train=False)
         probabilities = jax.nn.sigmoid(outputs[predict_head].astype(jnp.float32))
-        return probabilities.reshape((views.shape[0], images.shape[0], -1)).mean(axis=0)
+        return probabilities.reshape((images.shape[0], num_views, -1)).mean(axis=1)
 
     return step
 
@@ -74,8 +78,9 @@ def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | 
 def predict_records(predict_step, variables, shards, records, *, global_batch: int, crop: int, mesh,
                     num_threads: int = 4):
     """Probabilities (len(records), 14) for the given record numbers, in that order."""
+    block, num_blocks = sharding.process_block(mesh, global_batch)
     dataset = input_lib.eval_dataset(shards, records, global_batch=global_batch, crop=crop,
-                                     process_index=jax.process_index(), process_count=jax.process_count(),
+                                     process_index=block, process_count=num_blocks,
                                      read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=num_threads))
     probabilities, order, mask = [], [], []
     for batch in dataset:

@@ -2,12 +2,16 @@
 
 For finding k and feature map A (h, w, c): channel weights a_c = mean_ij dy_k/dA_ijc, map = ReLU(sum_c a_c A_c),
 upsampled bilinearly (half-pixel centres, as cv2.resize in the usual implementations) to the model input size.
+The two-backbone models (F-MSML's streams, CAN's branches) have a head that reads both final feature maps, so their
+map is the sum of the two upsampled per-stream maps (`default_layers`): one stream alone would explain half of the
+evidence.
 
-No model module changes: `flax.linen.intercept_methods` captures the output of the submodule at `layer` (the
+No model module changes: `flax.linen.intercept_methods` captures the output of the submodules at `layer` (the
 backbone, by default) on one forward pass, and on a second replaces it by an argument, which makes the logits a
 function of the feature map to differentiate (`jax.vjp`; the replaced backbone's own computation is dead code that
 XLA drops, so the gradient costs only the head). One vjp per finding under `vmap`: the whole batch's 14 maps come
-from one compiled function. The layer must be called once per forward pass.
+from one compiled function. Each layer must be called once per forward pass. A model that reads age, sex and view
+position (the fusion architecture) gets them on both passes, from `cxrjax.predict`'s per-file metadata.
 """
 
 from __future__ import annotations
@@ -23,56 +27,85 @@ from PIL import Image
 
 from cxrjax import images
 from cxrjax.findings import FINDINGS, NUM_FINDINGS
-from cxrjax.predict import FileError, load_files, padded_batches
+from cxrjax.models.multistream import FMSML, CrossAttentionNetwork
+from cxrjax.predict import FileError, Metadata, inference_files, metadata_batch, padded_batches
 from cxrjax.preprocess import normalize
 
 BACKBONE = ("backbone",)
 OVERLAY_OPACITY = 0.6  # colour weight where the map is at its maximum; the radiograph shows through elsewhere
 
 
-def _forward(model, variables, x, layer: tuple[str, ...], replacement=None):
-    """(the layer's output, the model's outputs); with `replacement` the layer's output is replaced by it."""
-    captured = []
+Layer = tuple[str, ...]  # a submodule's path, e.g. ("backbone",)
+
+
+def default_layers(model) -> tuple[Layer, ...]:
+    """The feature maps Grad-CAM explains: both streams of F-MSML, both branches of CAN, else the backbone."""
+    if isinstance(model, FMSML):
+        return ("stream1",), ("stream2",)
+    if isinstance(model, CrossAttentionNetwork):
+        return ("branch1",), ("branch2",)
+    return (BACKBONE,)
+
+
+def _layers(model, layer) -> tuple[Layer, ...]:
+    """`layer` as a tuple of paths: None → `default_layers`; one path ("backbone",) or several."""
+    if layer is None:
+        return default_layers(model)
+    return (tuple(layer),) if all(isinstance(part, str) for part in layer) else tuple(map(tuple, layer))
+
+
+def _forward(model, variables, x, layers: tuple[Layer, ...], replacements=None, metadata=None):
+    """(the layers' outputs, the model's outputs); with `replacements` (one per layer) the layers' outputs are
+    replaced by them."""
+    captured = {}
 
     def interceptor(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
-        if context.method_name == "__call__" and context.module.path == layer:
-            out = out if replacement is None else replacement.astype(out.dtype)
-            captured.append(out)
+        if context.method_name == "__call__" and context.module.path in layers:
+            index = layers.index(context.module.path)
+            out = out if replacements is None else replacements[index].astype(out.dtype)
+            captured[index] = out
         return out
 
     with nn.intercept_methods(interceptor):
-        outputs = model.apply(variables, x, train=False)
-    if not captured:
-        raise ValueError(f"the model has no submodule at {'/'.join(layer)!r} for Grad-CAM")
-    return captured[0], outputs
+        outputs = model.apply(variables, x, metadata=metadata, train=False)
+    for index, path in enumerate(layers):
+        if index not in captured:
+            raise ValueError(f"the model has no submodule at {'/'.join(path)!r} for Grad-CAM")
+    return tuple(captured[index] for index in range(len(layers))), outputs
 
 
-def make_gradcam_step(model, dtype, predict_head: str = "logits", layer: tuple[str, ...] = BACKBONE):
-    """`step(variables, images uint8 (N, H, W, 1)) -> {"cam": (N, 14, H, W), "probabilities": (N, 14)}`, float32,
-    jitted. Maps are non-negative and unscaled (`scale_map` them to show or threshold them)."""
+def make_gradcam_step(model, dtype, predict_head: str = "logits", layer=None):
+    """`step(variables, images uint8 (N, H, W, 1), metadata=None) -> {"cam": (N, 14, H, W), "probabilities":
+    (N, 14)}`, float32, jitted. Maps are non-negative and unscaled (`scale_map` them to show or threshold them).
+    `metadata` ({"age", "sex", "view"} arrays (N,)) is for the metadata-fusion model, which needs it. `layer`: the
+    submodule path whose output is explained, or several whose maps are summed; default `default_layers(model)`."""
+    layers = _layers(model, layer)
 
     @jax.jit
-    def step(variables, images):
+    def step(variables, images, metadata=None):
         x = normalize(images, dtype)
-        features, _ = _forward(model, variables, x, layer)
-        features = features.astype(jnp.float32)
+        features, _ = _forward(model, variables, x, layers, metadata=metadata)
+        features = tuple(feature_map.astype(jnp.float32) for feature_map in features)
 
-        def logits_of(feature_map):
-            return _forward(model, variables, x, layer, feature_map)[1][predict_head].astype(jnp.float32)
+        def logits_of(feature_maps):
+            outputs = _forward(model, variables, x, layers, feature_maps, metadata=metadata)[1]
+            return outputs[predict_head].astype(jnp.float32)
 
         logits, vjp = jax.vjp(logits_of, features)
         one_hot = jnp.broadcast_to(jnp.eye(NUM_FINDINGS)[:, None, :], (NUM_FINDINGS, *logits.shape))
-        (grads,) = jax.vmap(vjp)(one_hot)  # (14, N, h, w, c)
-        weights = jnp.mean(grads, axis=(2, 3))  # (14, N, c)
-        cams = nn.relu(jnp.einsum("knc,nhwc->nkhw", weights, features))
-        cams = jax.image.resize(cams, (*cams.shape[:2], *images.shape[1:3]), "linear")
+        (grads,) = jax.vmap(vjp)(one_hot)  # per layer (14, N, h, w, c)
+        cams = 0.0
+        for feature_map, grad in zip(features, grads):
+            weights = jnp.mean(grad, axis=(2, 3))  # (14, N, c)
+            cam = nn.relu(jnp.einsum("knc,nhwc->nkhw", weights, feature_map))
+            cams = cams + jax.image.resize(cam, (*cam.shape[:2], *images.shape[1:3]), "linear")
         return {"cam": cams, "probabilities": jax.nn.sigmoid(logits)}
 
     return step
 
 
-def gradcam_step(inference, layer: tuple[str, ...] = BACKBONE):
+def gradcam_step(inference, layer=None):
     """`make_gradcam_step` for a loaded checkpoint (`evaluate.load_inference`)."""
     return make_gradcam_step(inference.model, inference.dtype, inference.config.model.predict_head, layer)
 
@@ -102,11 +135,13 @@ def cam_filename(path: str, finding: str) -> str:
 
 
 def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, findings: Sequence[str] = FINDINGS,
-                       batch_size: int = 8) -> tuple[list[str], list[FileError]]:
+                       batch_size: int = 8, metadata: Metadata | None = None) -> tuple[list[str], list[FileError]]:
     """For each readable file and finding, OUT_DIR/<image stem>_<finding>.png: the Grad-CAM map, taken back to the
     file's own frame (nothing outside the centre crop the model sees), over the file's own pixels.
 
-    Returns the written paths and one error per unreadable file.
+    `metadata` as for `cxrjax.predict.predict_files` (age, sex, view for a model that reads them; DICOM tags fill
+    what is not given; `MissingMetadata` for a file left without). Returns the written paths and one error per
+    unreadable file.
     """
     unknown = sorted(set(findings) - set(FINDINGS))
     if unknown:
@@ -115,8 +150,8 @@ def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, finding
     data = inference.config.data
     step = gradcam_step(inference)
     written, errors = [], []
-    for files, batch in padded_batches(load_files(paths, data.size, data.crop, errors), batch_size):
-        cams = np.asarray(step(inference.variables, batch)["cam"])
+    for files, batch in padded_batches(inference_files(inference, paths, errors, metadata), batch_size):
+        cams = np.asarray(step(inference.variables, batch, metadata_batch(files, batch_size))["cam"])
         for item, maps in zip(files, cams):
             gray = images.read_image(item.path)
             for finding in findings:

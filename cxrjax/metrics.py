@@ -19,10 +19,13 @@ a "No Finding" image):
   (scikit-learn's `average_precision_score`, no interpolation); defined when finding c has a positive. mAP: macro mean.
 - Bootstrap 95% confidence intervals (percentile method): each resample draws as many patients as there are, with
   replacement, and takes every image of each drawn patient (as many times as the patient was drawn), so images of one
-  patient — correlated follow-ups — stay together, as they do in a patient-level split. In each resample every AUC_c
-  and the mean AUC are recomputed; the interval is the 2.5th and 97.5th percentile over the resamples. A resample in
-  which finding c has a single class is skipped for AUC_c; a resample counts for the mean AUC only when every finding
-  with a defined AUC on the full set is defined in it. The number of resamples used is reported with each interval.
+  patient — correlated follow-ups — stay together, as they do in a patient-level split. Every metric above is
+  recomputed on the same resamples (one set of draws, so the intervals of different metrics are of the same
+  resampled data sets): AUC_c, D-AUC_c, N-AUC_c and AP_c; their means; both W-AUCs, with the prevalences of the
+  resample. The interval is the 2.5th and 97.5th percentile over the resamples. A resample in which a per-finding
+  value is undefined (a single class among the images that count) is skipped for it; a resample counts for a mean
+  (and for the W-AUCs, built on the AUCs) only when every finding whose value is defined on the full set is defined
+  in it. The number of resamples used is reported with each interval.
 
 Anything undefined (a single class among the images that count) is None, null in JSON, with a warning, and means are
 over the defined values — an evaluation never crashes halfway through. Everything returned is JSON-able.
@@ -112,30 +115,71 @@ def per_finding_average_precision(labels: np.ndarray, probabilities: np.ndarray)
     return values
 
 
+def _negatives_below(scores: np.ndarray, negatives: np.ndarray, weights: np.ndarray, at: np.ndarray):
+    """Weights of the `negatives` (image indices) scoring below each of `at`, and at most it, per weighting:
+    ([len(at), B], [len(at), B], total [B]). Negatives are sorted once; each score finds its strictly-lower and tied
+    negatives by binary search, and cumulative sums of the negatives' weights give their weight per weighting."""
+    negatives = negatives[np.argsort(scores[negatives], kind="stable")]
+    negative_scores = scores[negatives]
+    cumulative = np.zeros((len(negatives) + 1, weights.shape[1]))
+    np.cumsum(weights[negatives], axis=0, out=cumulative[1:])
+    below = cumulative[np.searchsorted(negative_scores, at, side="left")]
+    up_to = cumulative[np.searchsorted(negative_scores, at, side="right")]
+    return below, up_to, cumulative[-1]
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray, where_zero: float) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1.0), where_zero)
+
+
+def _rank_auc(positive_weights: np.ndarray, below: np.ndarray, up_to: np.ndarray, total_negative: np.ndarray):
+    """Σ_{i positive} w_i (W−(s < s_i) + W−(s ≤ s_i)) / 2 / (W+ · W−) per weighting, NaN without a pair."""
+    wins = (positive_weights * (below + up_to)).sum(axis=0) / 2
+    return _divide(wins, positive_weights.sum(axis=0) * total_negative, np.nan)
+
+
+def _average_precision(positive_scores: np.ndarray, positive_weights: np.ndarray, negatives_at_or_above: np.ndarray):
+    """Σ_{i positive} w_i · precision(s_i) / W+ per weighting, NaN without a positive; precision(s) = TP / (TP + FP)
+    of calling every image scoring at least s positive, FP being `negatives_at_or_above` [P, B]."""
+    order = np.argsort(positive_scores, kind="stable")
+    cumulative = np.zeros((len(order) + 1, positive_weights.shape[1]))
+    np.cumsum(positive_weights[order], axis=0, out=cumulative[1:])
+    true_positives = cumulative[-1] - cumulative[np.searchsorted(positive_scores[order], positive_scores, "left")]
+    precision = _divide(true_positives, true_positives + negatives_at_or_above, 0.0)
+    return _divide((positive_weights * precision).sum(axis=0), cumulative[-1], np.nan)
+
+
 def weighted_rank_auc(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC AUC of one finding under many weightings of the images at once: `weights` [N, B] -> [B] (NaN: one class).
 
     An image of weight w counts as w copies of itself, so integer weights give exactly the AUC of the resampled data
     set: the Mann–Whitney statistic Σ_{i positive} w_i (W−(s < s_i) + W−(s = s_i) / 2) / (W+ · W−), ties counting
-    one half, which is what scikit-learn computes. Negatives are sorted once; each positive finds its strictly-lower
-    and tied negatives by binary search, and cumulative sums of the negatives' weights give their weight per weighting.
-    Weightings are columns so that every array operation runs over contiguous rows.
+    one half, which is what scikit-learn computes (see `_negatives_below` for how the negatives' weights are
+    counted). Weightings are columns so that every array operation runs over contiguous rows.
     """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, np.float64)
     weights = np.asarray(weights, np.float64)
-    negatives = np.flatnonzero(~labels)
-    negatives = negatives[np.argsort(scores[negatives], kind="stable")]
-    negative_scores = scores[negatives]
-    cumulative = np.zeros((len(negatives) + 1, weights.shape[1]))
-    np.cumsum(weights[negatives], axis=0, out=cumulative[1:])
     positives = np.flatnonzero(labels)
-    below = cumulative[np.searchsorted(negative_scores, scores[positives], side="left")]
-    up_to = cumulative[np.searchsorted(negative_scores, scores[positives], side="right")]
-    wins = (weights[positives] * (below + up_to)).sum(axis=0) / 2
-    pairs = weights[positives].sum(axis=0) * cumulative[-1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
+    below, up_to, total = _negatives_below(scores, np.flatnonzero(~labels), weights, scores[positives])
+    return _rank_auc(weights[positives], below, up_to, total)
+
+
+def weighted_average_precision(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average precision of one finding under many weightings at once: `weights` [N, B] -> [B] (NaN: no positive).
+
+    As for `weighted_rank_auc`, integer weights give exactly the AP of the resampled data set, scikit-learn's
+    Σ_n (R_n − R_{n−1}) P_n over the distinct scores as thresholds: each positive adds its weight to the recall at its
+    own score, where the precision counts every image scoring at least as high (ties included), which is
+    Σ_{i positive} w_i · precision(s_i) / W+.
+    """
+    labels = np.asarray(labels).astype(bool)
+    scores = np.asarray(scores, np.float64)
+    weights = np.asarray(weights, np.float64)
+    positives = np.flatnonzero(labels)
+    below, _, total = _negatives_below(scores, np.flatnonzero(~labels), weights, scores[positives])
+    return _average_precision(scores[positives], weights[positives], total - below)
 
 
 def patient_resample_counts(patient_ids, resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -151,17 +195,47 @@ def patient_resample_counts(patient_ids, resamples: int, rng: np.random.Generato
     return np.ascontiguousarray(counts.T), image_patient
 
 
+def bootstrap_samples(labels: np.ndarray, probabilities: np.ndarray, patient_ids, *, resamples: int = 1000,
+                      seed: int = 0) -> dict[str, np.ndarray]:
+    """The per-finding metrics of every patient-level resample, all from one set of draws: {"auc", "d_auc", "n_auc",
+    "ap", "prevalence": [resamples, 14]}, NaN where a resample leaves the value undefined.
+
+    One pass per finding and block of resamples: the "No Finding" images and the images with other findings only
+    are the N-AUC and D-AUC negatives; together they are the AUC negatives, and the AP's false positives. So their
+    two cumulative weight sums (`_negatives_below`) give all four metrics, at about the cost of the AUC alone.
+    """
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
+    counts, image_patient = patient_resample_counts(patient_ids, resamples, np.random.default_rng(seed))
+    samples = {name: np.empty((resamples, len(FINDINGS))) for name in ("auc", "d_auc", "n_auc", "ap", "prevalence")}
+    diseased = labels.any(axis=1)
+    normal = np.flatnonzero(~diseased)
+    # Prevalence from per-patient sums: Σ_images w y = Σ_patients count · (the patient's positives).
+    patient_positives = np.zeros((counts.shape[0], len(FINDINGS)))
+    np.add.at(patient_positives, image_patient, labels)
+    patient_images = np.bincount(image_patient, minlength=counts.shape[0]).astype(np.float64)
+    for start in range(0, resamples, _BOOTSTRAP_BLOCK):
+        block_counts = counts[:, start:start + _BOOTSTRAP_BLOCK].astype(np.float64)
+        weights = block_counts[image_patient]
+        block = slice(start, start + weights.shape[1])
+        samples["prevalence"][block] = (block_counts.T @ patient_positives) / (block_counts.T @ patient_images)[:, None]
+        for k in range(len(FINDINGS)):
+            y, s = labels[:, k].astype(bool), probabilities[:, k]
+            positives = np.flatnonzero(y)
+            at, positive_weights = s[positives], weights[positives]
+            n_below, n_up_to, n_total = _negatives_below(s, normal, weights, at)
+            d_below, d_up_to, d_total = _negatives_below(s, np.flatnonzero(diseased & ~y), weights, at)
+            samples["n_auc"][block, k] = _rank_auc(positive_weights, n_below, n_up_to, n_total)
+            samples["d_auc"][block, k] = _rank_auc(positive_weights, d_below, d_up_to, d_total)
+            below, total = n_below + d_below, n_total + d_total
+            samples["auc"][block, k] = _rank_auc(positive_weights, below, n_up_to + d_up_to, total)
+            samples["ap"][block, k] = _average_precision(at, positive_weights, total - below)
+    return samples
+
+
 def bootstrap_auc_samples(labels: np.ndarray, probabilities: np.ndarray, patient_ids, *, resamples: int = 1000,
                           seed: int = 0) -> np.ndarray:
     """AUC_c of every patient-level resample: [resamples, 14], NaN where the resample has one class for c."""
-    labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
-    counts, image_patient = patient_resample_counts(patient_ids, resamples, np.random.default_rng(seed))
-    samples = np.empty((resamples, len(FINDINGS)))
-    for start in range(0, resamples, _BOOTSTRAP_BLOCK):
-        weights = counts[:, start:start + _BOOTSTRAP_BLOCK][image_patient].astype(np.float64)
-        for k in range(len(FINDINGS)):
-            samples[start:start + weights.shape[1], k] = weighted_rank_auc(labels[:, k], probabilities[:, k], weights)
-    return samples
+    return bootstrap_samples(labels, probabilities, patient_ids, resamples=resamples, seed=seed)["auc"]
 
 
 def _interval(values: np.ndarray, level: float) -> dict:
@@ -173,23 +247,50 @@ def _interval(values: np.ndarray, level: float) -> dict:
     return {"low": float(low), "high": float(high), "resamples_used": int(values.size)}
 
 
-def bootstrap_auc_ci(labels: np.ndarray, probabilities: np.ndarray, patient_ids, *, resamples: int = 1000,
-                     seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile confidence intervals of every AUC_c and of the mean AUC, resampling patients (see module doc).
+def _defined_on_full_set(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """[14] bool per per-finding metric: whether the full set defines it (both classes among the images counted)."""
+    positive = labels.any(axis=0)
+    diseased, normal = labels.any(axis=1), ~labels.any(axis=1)
+    return {"auc": labels.min(axis=0) != labels.max(axis=0),
+            "d_auc": positive & (labels[diseased] == 0).any(axis=0),
+            "n_auc": positive & normal.any(),
+            "ap": positive}
 
-    Returns {"resamples", "seed", "level", "num_patients", "auc": {finding: {low, high, resamples_used}},
-    "mean_auc": {low, high, resamples_used}}; a finding whose AUC is undefined on the full set gets None.
+
+def _complete(samples: np.ndarray, defined: np.ndarray) -> np.ndarray:
+    """The resamples (rows) in which every finding of `defined` has a value."""
+    return ~np.isnan(samples[:, defined]).any(axis=1) if defined.any() else np.zeros(len(samples), bool)
+
+
+def bootstrap_ci(labels: np.ndarray, probabilities: np.ndarray, patient_ids, *, resamples: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile confidence intervals of every metric of `full_metrics`, resampling patients (see module doc).
+
+    Returns {"resamples", "seed", "level", "num_patients", and per metric its interval {low, high, resamples_used}:
+    "auc", "d_auc", "n_auc", "ap": {finding: interval, or None where the value is undefined on the full set};
+    "mean_auc", "mean_d_auc", "mean_n_auc", "map", "w_auc", "w_auc_normalized": interval}.
     """
-    samples = bootstrap_auc_samples(labels, probabilities, patient_ids, resamples=resamples, seed=seed)
     labels = np.asarray(labels)
-    defined = labels.min(axis=0) != labels.max(axis=0)
-    per_finding = {finding: _interval(samples[:, k], level) if defined[k] else None
-                   for k, finding in enumerate(FINDINGS)}
-    complete = ~np.isnan(samples[:, defined]).any(axis=1)
-    mean_samples = samples[complete][:, defined].mean(axis=1) if defined.any() else np.array([])
-    return {"resamples": int(resamples), "seed": int(seed), "level": float(level),
-            "num_patients": int(len(np.unique(np.asarray(patient_ids)))), "auc": per_finding,
-            "mean_auc": _interval(mean_samples, level)}
+    samples = bootstrap_samples(labels, probabilities, patient_ids, resamples=resamples, seed=seed)
+    defined = _defined_on_full_set(labels)
+    result = {"resamples": int(resamples), "seed": int(seed), "level": float(level),
+              "num_patients": int(len(np.unique(np.asarray(patient_ids))))}
+    for name, mean_name in (("auc", "mean_auc"), ("d_auc", "mean_d_auc"), ("n_auc", "mean_n_auc"), ("ap", "map")):
+        values, ok = samples[name], defined[name]
+        result[name] = {finding: _interval(values[:, k], level) if ok[k] else None
+                        for k, finding in enumerate(FINDINGS)}
+        result[mean_name] = _interval(values[_complete(values, ok)][:, ok].mean(axis=1), level)
+    complete = _complete(samples["auc"], defined["auc"])
+    auc, shares = samples["auc"][complete][:, defined["auc"]], samples["prevalence"][complete][:, defined["auc"]]
+    total, weight = (shares * auc).sum(axis=1), shares.sum(axis=1)
+    result["w_auc"] = _interval(total, level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result["w_auc_normalized"] = _interval(np.where(weight > 0, total / np.where(weight > 0, weight, 1), np.nan),
+                                               level)
+    return result
+
+
+bootstrap_auc_ci = bootstrap_ci  # the earlier name, from when only the AUCs had intervals
 
 
 def summarize(labels: np.ndarray, probabilities: np.ndarray) -> dict:
@@ -204,10 +305,11 @@ def full_metrics(labels: np.ndarray, probabilities: np.ndarray, patient_ids=None
     """`summarize` plus every metric of the module doc, for metrics.json and the report.
 
     Adds: positives {finding: count}, num_no_finding, prevalence, w_auc, w_auc_normalized, d_auc, mean_d_auc, n_auc,
-    mean_n_auc, ap, map, bootstrap (see `bootstrap_auc_ci`; None when `bootstrap` is 0 or no patient ids are given —
-    resampling images instead would understate the uncertainty when patients have several images) and, with
-    patient ids, num_patients. With `thresholds` (`cxrjax.thresholds.choose_thresholds` of a validation split):
-    operating_points {rule: {finding: counts and rates}}.
+    mean_n_auc, ap, map, bootstrap (the intervals of all of these AUCs, means and APs, see `bootstrap_ci`; None when
+    `bootstrap` is 0 or no patient ids are given — resampling images instead would understate the uncertainty when
+    patients have several images) and, with patient ids, num_patients. With `thresholds`
+    (`cxrjax.thresholds.choose_thresholds` of a validation split): operating_points {rule: {finding: counts and
+    rates}}.
     """
     labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
     result = summarize(labels, probabilities)
@@ -228,7 +330,7 @@ def full_metrics(labels: np.ndarray, probabilities: np.ndarray, patient_ids=None
     if bootstrap and patient_ids is not None:
         if len(patient_ids) != len(labels):
             raise ValueError(f"{len(patient_ids)} patient ids for {len(labels)} images")
-        result["bootstrap"] = bootstrap_auc_ci(labels, probabilities, patient_ids, resamples=bootstrap, seed=seed)
+        result["bootstrap"] = bootstrap_ci(labels, probabilities, patient_ids, resamples=bootstrap, seed=seed)
         result["num_patients"] = result["bootstrap"]["num_patients"]
     elif bootstrap:
         logging.warning("no patient ids: no bootstrap confidence intervals")

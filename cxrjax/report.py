@@ -1,10 +1,10 @@
 """report.md with ROC and precision-recall plots: one evaluation's numbers beside the published ones.
 
-The report is for a reader deciding whether a run is good: per-finding AUC with its patient-level 95% CI, AP, D-AUC
-and N-AUC next to the published official-split per-finding AUCs, the operating points at thresholds chosen on
-validation, the summary metrics next to the papers' averages, and for each published number whether the comparison is
-like-for-like (see `cxrjax.published`). Figures are drawn on a bare `matplotlib.figure.Figure` (Agg canvas): no
-display, no pyplot global state.
+The report is for a reader deciding whether a run is good: per-finding AUC, AP, D-AUC and N-AUC, each with its
+patient-level 95% CI (as are the summary metrics), next to the published official-split per-finding AUCs, the
+operating points at thresholds chosen on validation, the summary metrics next to the papers' averages, and for each
+published number whether the comparison is like-for-like (see `cxrjax.published`). Figures are drawn on a bare
+`matplotlib.figure.Figure` (Agg canvas): no display, no pyplot global state.
 """
 
 from __future__ import annotations
@@ -42,27 +42,29 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _summary(metrics: dict) -> list[str]:
-    bootstrap = metrics.get("bootstrap") or {}
-    rows = [
-        ["mean AUC", _with_ci(metrics["mean_auc"], bootstrap.get("mean_auc"))],
-        ["W-AUC (Ge: Σ prevalence · AUC, unnormalised)", _number(metrics["w_auc"])],
-        ["W-AUC normalised (÷ Σ prevalence)", _number(metrics["w_auc_normalized"])],
-        ["mean D-AUC (finding vs other findings)", _number(metrics["mean_d_auc"])],
-        ["mean N-AUC (finding vs No Finding)", _number(metrics["mean_n_auc"])],
-        ["mAP", _number(metrics["map"])],
-    ]
-    return _table(["metric", "value"], rows)
+    ci = metrics.get("bootstrap") or {}
+    rows = [[name, _with_ci(metrics[key], ci.get(key))] for name, key in (
+        ("mean AUC", "mean_auc"),
+        ("W-AUC (Ge: Σ prevalence · AUC, unnormalised)", "w_auc"),
+        ("W-AUC normalised (÷ Σ prevalence)", "w_auc_normalized"),
+        ("mean D-AUC (finding vs other findings)", "mean_d_auc"),
+        ("mean N-AUC (finding vs No Finding)", "mean_n_auc"),
+        ("mAP", "map"))]
+    return _table(["metric", "value [95% CI]" if ci else "value"], rows)
 
 
 def _per_finding(metrics: dict) -> list[str]:
-    intervals = (metrics.get("bootstrap") or {}).get("auc", {})
+    ci = metrics.get("bootstrap") or {}
     columns = published.PER_FINDING_OFFICIAL.values()
-    header = ["finding", "positives", "AUC [95% CI]", "AP", "D-AUC", "N-AUC", *published.PER_FINDING_OFFICIAL]
-    rows = [[finding, str(metrics["positives"][finding]), _with_ci(metrics["auc"][finding], intervals.get(finding)),
-             _number(metrics["ap"][finding]), _number(metrics["d_auc"][finding]), _number(metrics["n_auc"][finding]),
+    suffix = " [95% CI]" if ci else ""
+    header = ["finding", "positives", *(name + suffix for name in ("AUC", "AP", "D-AUC", "N-AUC")),
+              *published.PER_FINDING_OFFICIAL]
+    keys = ("auc", "ap", "d_auc", "n_auc")
+    rows = [[finding, str(metrics["positives"][finding]),
+             *(_with_ci(metrics[key][finding], ci.get(key, {}).get(finding)) for key in keys),
              *(_number(c.per_finding_auc[finding]) for c in columns)] for finding in FINDINGS]
-    rows.append(["**mean**", "", _with_ci(metrics["mean_auc"], (metrics.get("bootstrap") or {}).get("mean_auc")),
-                 _number(metrics["map"]), _number(metrics["mean_d_auc"]), _number(metrics["mean_n_auc"]),
+    rows.append(["**mean**", "", *(_with_ci(metrics[key], ci.get(key)) for key in ("mean_auc", "map", "mean_d_auc",
+                                                                                    "mean_n_auc")),
                  *(_number(c.auc) for c in columns)])
     return _table(header, rows)
 

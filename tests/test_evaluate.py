@@ -1,11 +1,18 @@
 """Evaluation: test-time augmentation inside one compiled step, and ensembles over run directories."""
 
+import collections
+import csv
+import json
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cxrjax import evaluate
+from cxrjax import evaluate, train
+from cxrjax.configs import default
+from cxrjax.findings import FINDINGS
 from cxrjax.models import create_model
 
 
@@ -35,6 +42,115 @@ def test_flip_and_tencrop_average_the_right_views(model_and_variables):
     assert tencrop._cache_size() == 1  # same shapes: no recompilation
 
 
+def test_tta_gives_each_view_its_own_images_metadata():
+    """The fusion model: every view of image n is fused with image n's age, sex and view position."""
+    from cxrjax.models import init_variables
+
+    model = create_model("resnet18", 14, architecture="fusion")
+    variables = init_variables(model, jax.random.key(1), jnp.zeros((1, 28, 28, 3)))
+    images = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    metadata = {"age": np.array([20.0, 45.0, 70.0, 90.0], np.float32), "sex": np.array([0, 1, 1, 0], np.int32),
+                "view": np.array([1, 0, 1, 0], np.int32)}
+    plain = evaluate.make_predict_step(model, jnp.float32)
+    flip = evaluate.make_predict_step(model, jnp.float32, tta="flip")
+    expected = (plain(variables, images, metadata) + plain(variables, images[:, :, ::-1], metadata)) / 2
+    np.testing.assert_allclose(flip(variables, images, metadata), expected, atol=1e-6)
+    shuffled = {name: values[::-1] for name, values in metadata.items()}
+    assert np.abs(flip(variables, images, shuffled) - expected).max() > 1e-4  # the metadata matters
+
+
+def test_sharded_tta_step_needs_no_collectives(model_and_variables):
+    """With the batch sharded over the 8 devices, every view of an image stays on its device: the compiled step has
+    no all-gather (stacking views view-major had one, and ran ten-crop 8x slower)."""
+    from cxrjax import sharding
+
+    model, variables = model_and_variables
+    images = sharding.to_global({"image": np.zeros((16, 32, 32, 1), np.uint8)}, sharding.data_mesh())["image"]
+    metadata = sharding.to_global({"age": np.zeros(16, np.float32), "sex": np.zeros(16, np.int32),
+                                   "view": np.zeros(16, np.int32)}, sharding.data_mesh())
+    for tta, crop in (("flip", None), ("tencrop", 28)):
+        step = evaluate.make_predict_step(model, jnp.float32, tta=tta, crop=crop)
+        text = step.lower(variables, images if crop else images[:, 2:30, 2:30], metadata).compile().as_text()
+        for collective in ("all-gather", "all-to-all", "collective-permute", "all-reduce"):
+            assert collective not in text, (tta, collective)
+
+
 def test_unknown_tta_is_refused(model_and_variables):
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
         evaluate.tta_views(jnp.zeros((1, 8, 8, 1)), "rotate", 4)
+
+
+# --- whole splits of two short runs that differ only in their seed -------------------------------------------------
+
+class TraceCounter:
+    """Counts JAX traces by function name (JAX records one event per trace of a jitted function)."""
+
+    def __init__(self):
+        self.traces = collections.Counter()
+
+    def _listen(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            self.traces[kwargs.get("fun_name")] += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self.traces
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
+
+
+@pytest.fixture(scope="module")
+def two_runs(prepared_shards, tmp_path_factory):
+    """Two ResNet-18 runs of three steps on the synthetic shards, seeds 0 and 1 (same data, same split)."""
+    workdirs = []
+    for seed in (0, 1):
+        config = default.get_config()
+        config.seed = seed
+        config.data.data_dir, config.data.size, config.data.crop = prepared_shards[0], 32, 28
+        config.data.num_threads = 2
+        config.batch_size, config.eval_batch_size, config.num_epochs, config.steps_per_epoch = 16, 32, 1, 3
+        config.optimizer.learning_rate = 1e-3
+        workdir = str(tmp_path_factory.mktemp(f"run_seed{seed}"))
+        train.train_and_evaluate(config, workdir)
+        workdirs.append(workdir)
+    return workdirs
+
+
+def _read_predictions(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Image Index", *FINDINGS]
+    return [row[0] for row in rows[1:]], np.array([[float(v) for v in row[1:]] for row in rows[1:]])
+
+
+def test_ensemble_of_two_runs_averages_their_predictions(two_runs):
+    first, second = two_runs
+    members = []
+    for workdir in two_runs:
+        evaluate.evaluate_workdir(workdir, "latest", "test", bootstrap=0)
+        members.append(_read_predictions(os.path.join(workdir, "eval", "test", "predictions.csv")))
+    (names, a), (other_names, b) = members
+    assert names == other_names and len(names) > 32  # the same test images, more than one padded batch
+    assert np.abs(a - b).max() > 1e-3  # different seeds: different members
+
+    result = evaluate.evaluate_workdir(first, "latest", "test", ensemble=[second], bootstrap=20)
+    out = os.path.join(first, "eval", "test_ensemble-2")
+    ensemble_names, ensemble = _read_predictions(os.path.join(out, "predictions.csv"))
+    assert ensemble_names == names
+    np.testing.assert_allclose(ensemble, (a + b) / 2, rtol=1e-6, atol=1e-7)  # CSVs keep 7 significant digits
+    assert result["ensemble"] == [first, second] and "operating_points" not in result
+    with open(os.path.join(out, "metrics.json")) as f:
+        saved = json.load(f)
+    assert saved["bootstrap"]["resamples"] == 20
+    for key in ("mean_auc", "w_auc", "w_auc_normalized", "mean_d_auc", "mean_n_auc", "map"):
+        assert saved["bootstrap"][key]["resamples_used"] > 0, key
+    assert "_ensemble-2" in open(os.path.join(out, "report.md")).read()
+
+
+def test_tencrop_evaluation_of_a_whole_split_traces_once(two_runs):
+    with TraceCounter() as traces:
+        result = evaluate.evaluate_workdir(two_runs[0], "latest", "test", tta="tencrop", bootstrap=0)
+    assert traces["step"] == 1, traces
+    assert result["tta"] == "tencrop" and os.path.exists(os.path.join(two_runs[0], "eval", "test_tta-tencrop",
+                                                                      "predictions.csv"))

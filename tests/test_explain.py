@@ -104,14 +104,16 @@ def test_unknown_layer_is_refused(trained):
 
 
 def _fake_shards(pictures, source_size, names):
-    """`input.Shards` over in-memory records (what `localize_shards` reads: image, image_index, source_size)."""
+    """`input.Shards` over in-memory records (what `localize_shards` reads: image, image_index, source_size; not the
+    serialized records)."""
     count = len(pictures)
     metadata = input_lib.Metadata(
         image_index=np.array(names), patient_id=np.arange(count), is_test=np.ones(count, bool),
         labels=np.zeros((count, NUM_FINDINGS), np.uint8), age=np.zeros(count, np.float32),
         sex=np.zeros(count, np.int32), view=np.zeros(count, np.int32),
         source_size=np.tile(source_size, (count, 1)))
-    return input_lib.Shards([{"image": p[..., None]} for p in pictures], metadata, pictures.shape[1])
+    return input_lib.Shards(source=[{"image": p[..., None]} for p in pictures], serialized=None, metadata=metadata,
+                            size=pictures.shape[1])
 
 
 def test_localisation_finds_the_drawn_boxes(trained):
@@ -180,3 +182,26 @@ def test_overlay_blends_by_heat():
     out = overlay(gray, heat)
     assert out.shape == (4, 4, 3) and (out[1:, 1:] == 100).all() and not (out[0, 0] == 100).all()
     assert (overlay(gray, np.zeros((4, 4))) == 100).all()
+
+
+@pytest.mark.parametrize("architecture, head", [("bilinear", "fce"), ("fmsml", "fce"), ("can", "logits")])
+def test_gradcam_of_every_architecture(architecture, head):
+    """Grad-CAM runs on every architecture, its probabilities those of the evaluation step; the two-backbone models'
+    map is the sum of their two streams' maps (checked on F-MSML)."""
+    from cxrjax.evaluate import make_predict_step
+    from cxrjax.explain import default_layers
+    from cxrjax.models import init_variables
+
+    model = create_model("resnet18", NUM_FINDINGS, architecture=architecture)
+    variables = init_variables(model, jax.random.key(2), jnp.zeros((1, 64, 64, 3)))
+    pictures = np.random.default_rng(4).integers(0, 256, (2, 64, 64, 1), dtype=np.uint8)
+    out = make_gradcam_step(model, jnp.float32, head)(variables, pictures)
+    assert out["cam"].shape == (2, NUM_FINDINGS, 64, 64) and np.isfinite(out["cam"]).all()
+    assert float(out["cam"].max()) > 0
+    np.testing.assert_allclose(out["probabilities"], make_predict_step(model, jnp.float32, head)(variables, pictures),
+                               atol=1e-6)
+    layers = default_layers(model)
+    assert len(layers) == (1 if architecture == "bilinear" else 2)
+    if architecture == "fmsml":
+        alone = [make_gradcam_step(model, jnp.float32, head, layer)(variables, pictures)["cam"] for layer in layers]
+        np.testing.assert_allclose(out["cam"], alone[0] + alone[1], rtol=1e-4, atol=1e-6 * float(out["cam"].max()))

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from conftest import shared_data
 from cxrjax import metrics, published
@@ -151,6 +151,105 @@ def test_bootstrap_skips_one_class_resamples_and_counts_them():
     assert result["auc"]["Cardiomegaly"]["resamples_used"] == 200
 
 
+def test_weighted_average_precision_equals_sklearn_with_ties_and_weights():
+    rng = np.random.default_rng(8)
+    labels = rng.integers(0, 2, 400)
+    scores = np.round(rng.random(400) + 0.3 * labels, 1)  # coarse: many ties, across classes too
+    integer_weights = rng.integers(0, 4, (400, 6))
+    by_rank = metrics.weighted_average_precision(labels, scores, integer_weights)
+    for b in range(integer_weights.shape[1]):
+        copies = np.repeat(np.arange(400), integer_weights[:, b])
+        assert by_rank[b] == pytest.approx(average_precision_score(labels[copies], scores[copies]), abs=1e-12)
+    real_weights = rng.random((400, 3))
+    by_rank = metrics.weighted_average_precision(labels, scores, real_weights)
+    for b in range(real_weights.shape[1]):
+        expected = average_precision_score(labels, scores, sample_weight=real_weights[:, b])
+        assert by_rank[b] == pytest.approx(expected, abs=1e-12)
+    # No positive drawn: undefined. Six images by hand: + - + - at .9 .7 .6 .3 -> (1 + 2/3) / 2.
+    assert np.isnan(metrics.weighted_average_precision(labels, scores, np.where(labels[:, None] == 1, 0, 1)))[0]
+    assert metrics.weighted_average_precision(np.array([1, 0, 1, 0]), np.array([.9, .7, .6, .3]),
+                                              np.ones((4, 1)))[0] == pytest.approx(5 / 6)
+
+
+_INTERVAL_METRICS = ("mean_auc", "w_auc", "w_auc_normalized", "mean_d_auc", "mean_n_auc", "map")
+_PER_FINDING_METRICS = ("auc", "d_auc", "n_auc", "ap")
+
+
+def test_every_interval_is_of_the_same_resampled_data_sets():
+    """Each metric's samples are those of full_metrics on the explicitly built resamples, all from one set of draws,
+    and each interval is their 2.5th-97.5th percentile."""
+    labels, probabilities, patient_ids = _clustered(num_patients=30, seed=2)
+    labels[::4] = 0  # some No Finding images, so that N-AUC has negatives
+    resamples, seed = 12, 9
+    samples = metrics.bootstrap_samples(labels, probabilities, patient_ids, resamples=resamples, seed=seed)
+    counts, image_patient = metrics.patient_resample_counts(patient_ids, resamples, np.random.default_rng(seed))
+    explicit = []
+    for b in range(resamples):
+        copies = np.repeat(np.arange(len(labels)), counts[image_patient, b])
+        explicit.append(metrics.full_metrics(labels[copies], probabilities[copies], bootstrap=0))
+        for name in _PER_FINDING_METRICS:
+            expected = [np.nan if explicit[b][name][f] is None else explicit[b][name][f] for f in FINDINGS]
+            np.testing.assert_allclose(samples[name][b], expected, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(samples["prevalence"][b], list(explicit[b]["prevalence"].values()), atol=1e-12)
+    result = metrics.bootstrap_ci(labels, probabilities, patient_ids, resamples=resamples, seed=seed)
+    for name in _INTERVAL_METRICS:
+        low, high = np.percentile([e[name] for e in explicit], [2.5, 97.5])
+        assert result[name] == pytest.approx({"low": low, "high": high, "resamples_used": resamples}, abs=1e-12)
+    for name in _PER_FINDING_METRICS:
+        values = [e[name]["Effusion"] for e in explicit]
+        low, high = np.percentile(values, [2.5, 97.5])
+        assert result[name]["Effusion"] == pytest.approx({"low": low, "high": high, "resamples_used": resamples},
+                                                         abs=1e-12)
+
+
+def _all_intervals(result):
+    """(name, point estimate, interval) of every defined metric of a full_metrics result."""
+    ci = result["bootstrap"]
+    for name in _INTERVAL_METRICS:
+        yield name, result[name], ci[name]
+    for name in _PER_FINDING_METRICS:
+        for finding in FINDINGS:
+            if result[name][finding] is not None:
+                yield f"{name} {finding}", result[name][finding], ci[name][finding]
+
+
+def test_intervals_bracket_the_point_estimates_and_are_seeded():
+    labels, probabilities, patient_ids = _clustered(num_patients=150, seed=6)
+    labels[::3] = 0
+    result = metrics.full_metrics(labels, probabilities, patient_ids, bootstrap=100, seed=3)
+    named = list(_all_intervals(result))
+    assert len(named) == len(_INTERVAL_METRICS) + 14 * len(_PER_FINDING_METRICS)
+    for name, point, interval in named:
+        assert interval["low"] < point < interval["high"], name
+        assert interval["resamples_used"] == 100, name
+    assert metrics.full_metrics(labels, probabilities, patient_ids, bootstrap=100, seed=3) == result
+    other = metrics.full_metrics(labels, probabilities, patient_ids, bootstrap=100, seed=4)["bootstrap"]
+    for name in _INTERVAL_METRICS:
+        assert other[name] != result["bootstrap"][name], name
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_intervals_collapse_when_every_resample_is_the_data_set():
+    """One patient, or patients whose images are all alike: every resample is the data set (up to repeating all of
+    it), so every interval is the point estimate. The six images leave most findings undefined: no interval."""
+    labels, probabilities = _six_images()
+    single = metrics.full_metrics(labels, probabilities, np.full(6, 7), bootstrap=20, seed=0)
+    alike = metrics.full_metrics(np.tile(labels, (5, 1)), np.tile(probabilities, (5, 1)), np.repeat(np.arange(5), 6),
+                                 bootstrap=20, seed=0)
+    for result in (single, alike):
+        named = list(_all_intervals(result))
+        assert len(named) == len(_INTERVAL_METRICS) + 2 * len(_PER_FINDING_METRICS)
+        for name, point, interval in named:
+            assert interval == pytest.approx({"low": point, "high": point, "resamples_used": 20}, abs=1e-12), name
+        assert result["bootstrap"]["auc"]["Hernia"] is None and result["bootstrap"]["d_auc"]["Hernia"] is None
+    assert single["bootstrap"]["num_patients"] == 1 and alike["bootstrap"]["num_patients"] == 5
+    # One resample: an interval of one value.
+    clustered = _clustered()
+    one = metrics.bootstrap_ci(*clustered, resamples=1, seed=0)
+    for name in _INTERVAL_METRICS:
+        assert one[name]["low"] == one[name]["high"] and one[name]["resamples_used"] == 1
+
+
 def test_full_metrics_requires_patient_ids_for_intervals(caplog):
     labels, probabilities, patient_ids = _clustered()
     assert metrics.full_metrics(labels, probabilities, bootstrap=50)["bootstrap"] is None
@@ -238,5 +337,15 @@ def test_reference_bootstrap_intervals(reference):
     for common in ("Atelectasis", "Effusion", "Infiltration"):
         assert width["Hernia"] > 3 * width[common]
     assert mean["high"] - mean["low"] < min(width.values())
+    # Every other metric from the same 1000 resamples: intervals around the point estimates.
+    named = list(_all_intervals(result))
+    assert len(named) == len(_INTERVAL_METRICS) + 14 * len(_PER_FINDING_METRICS)
+    for name, point, interval in named:
+        assert interval["low"] < point < interval["high"] and interval["resamples_used"] > 990, name
+    ci = result["bootstrap"]
+    assert ci["w_auc"]["high"] < 0.65 and ci["w_auc_normalized"]["low"] > ci["w_auc"]["high"]
+    assert ci["mean_d_auc"]["high"] < ci["mean_auc"]["low"] and ci["mean_auc"]["high"] < ci["mean_n_auc"]["low"]
+    ap_width = {f: ci["ap"][f]["high"] - ci["ap"][f]["low"] for f in FINDINGS}
+    assert ap_width["Hernia"] > ap_width["Effusion"]
     assert reference["seconds"] < 60, f"full_metrics with 1000 resamples took {reference['seconds']:.1f} s"
     assert json.loads(json.dumps(result)) == result

@@ -226,3 +226,124 @@ def test_predict_command_json_cam_and_exit_code(workdir, radiograph, tmp_path, c
     assert [p["file"] for p in printed["predictions"]] == [str(good)]
     assert [e["file"] for e in printed["errors"]] == [str(bad)]
     assert len(list(cams.glob("good_*.png"))) == 14
+
+
+# --- a model that reads age, sex and view position besides the image (the "fusion" architecture) ----------------
+
+@pytest.fixture(scope="module")
+def fusion_workdir(prepared_shards, tmp_path_factory):
+    """Two training steps of a ResNet-18 fusion model: enough for a checkpoint whose head weighs the metadata."""
+    config = default.get_config()
+    config.data.data_dir, config.data.size, config.data.crop = prepared_shards[0], 32, 28
+    config.data.num_threads = 2
+    config.model.architecture = "fusion"
+    config.batch_size, config.eval_batch_size, config.num_epochs, config.steps_per_epoch = 16, 32, 1, 2
+    workdir = str(tmp_path_factory.mktemp("fusion_run"))
+    train.train_and_evaluate(config, workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def fusion(fusion_workdir):
+    return load_inference(fusion_workdir)
+
+
+def _fusion_forward(inference, image, age, sex, view):
+    """The fusion model's probabilities for one (crop, crop, 1) image, straight from `model.apply`."""
+    import jax
+
+    from cxrjax.preprocess import normalize
+
+    metadata = {"age": np.array([age], np.float32), "sex": np.array([sex], np.int32),
+                "view": np.array([view], np.int32)}
+    logits = inference.model.apply(inference.variables, normalize(image[None]), metadata=metadata, train=False)
+    return np.asarray(jax.nn.sigmoid(logits["logits"]))[0]
+
+
+def test_fusion_model_predicts_with_the_given_metadata(fusion, radiograph, tmp_path):
+    assert predict.reads_metadata(fusion) and fusion.config.model.architecture == "fusion"
+    paths = [_save_png(tmp_path / f"x{i}.png", np.roll(radiograph, 9 * i, axis=1)) for i in range(3)]
+    given = predict.Metadata(age=61.0, sex="F", view="AP")
+    results, errors = predict.predict_files(fusion, paths, batch_size=2, metadata=given)  # a padded last batch
+    assert not errors and [r.path for r in results] == paths
+    for path, result in zip(paths, results):
+        image, _ = images.load_input(path, 32, 28)
+        np.testing.assert_allclose(result.probabilities, _fusion_forward(fusion, image, 61.0, 1, 1), atol=1e-6)
+    other, _ = predict.predict_files(fusion, paths[:1], metadata=predict.Metadata(age=20.0, sex="M", view="PA"))
+    assert np.abs(other[0].probabilities - results[0].probabilities).max() > 1e-4  # the metadata reaches the head
+
+
+def test_fusion_model_reads_dicom_tags_and_flags_override_them(fusion, radiograph, tmp_path):
+    dicom = _save_dicom(tmp_path / "x.dcm", radiograph.astype(np.int64) * 257, "MONOCHROME2", 16,
+                        PatientAge="045Y", PatientSex="M", ViewPosition="AP")
+    png = _save_png(tmp_path / "x.png", radiograph)
+    (from_tags,), _ = predict.predict_files(fusion, [dicom])
+    (same,), _ = predict.predict_files(fusion, [png], metadata=predict.Metadata(45.0, "M", "AP"))
+    np.testing.assert_allclose(from_tags.probabilities, same.probabilities, atol=1e-6)
+    (overridden,), _ = predict.predict_files(fusion, [dicom], metadata=predict.Metadata(age=80.0, view="PA"))
+    (expected,), _ = predict.predict_files(fusion, [png], metadata=predict.Metadata(80.0, "M", "PA"))
+    np.testing.assert_allclose(overridden.probabilities, expected.probabilities, atol=1e-6)
+    assert predict.dicom_metadata(dicom) == predict.Metadata(45.0, "M", "AP")
+    assert predict.dicom_metadata(png) == predict.Metadata()
+    months = _save_dicom(tmp_path / "m.dcm", radiograph.astype(np.int64), "MONOCHROME2", 8, PatientAge="006M",
+                         PatientSex="O", ViewPosition="LL")
+    assert predict.dicom_metadata(months) == predict.Metadata(age=0.5)  # sex O and a lateral view: not known
+
+
+def test_fusion_model_without_metadata_fails_with_one_line(fusion, radiograph, tmp_path):
+    png = _save_png(tmp_path / "x.png", radiograph)
+    with pytest.raises(predict.MissingMetadata) as raised:
+        predict.predict_files(fusion, [png])
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(png + ": the fusion model (resnet18) reads age, sex and view")
+    assert "--age YEARS --sex M|F --view PA|AP" in message
+    no_view = _save_dicom(tmp_path / "v.dcm", radiograph.astype(np.int64), "MONOCHROME2", 8, PatientAge="030Y",
+                          PatientSex="F")
+    with pytest.raises(predict.MissingMetadata, match=r"gives no view: pass --view PA\|AP \(DICOM files may carry "
+                                                      r"ViewPosition\)"):
+        predict.predict_files(fusion, [no_view], metadata=predict.Metadata(age=30.0))
+    with pytest.raises(predict.MissingMetadata):
+        explain.write_cam_overlays(fusion, [png], tmp_path / "cams")
+    with pytest.raises(ValueError, match="choose one of M, F"):
+        predict.Metadata(sex="female")
+
+
+def test_plain_classifier_ignores_metadata(inference, radiograph, tmp_path):
+    png = _save_png(tmp_path / "x.png", radiograph)
+    assert not predict.reads_metadata(inference)
+    (plain,), _ = predict.predict_files(inference, [png])
+    (given,), _ = predict.predict_files(inference, [png], metadata=predict.Metadata(50.0, "M", "PA"))
+    np.testing.assert_array_equal(plain.probabilities, given.probabilities)
+
+
+def test_fusion_gradcam_passes_the_metadata(fusion, radiograph, tmp_path):
+    png = _save_png(tmp_path / "chest.png", radiograph)
+    given = predict.Metadata(age=61.0, sex="F", view="AP")
+    written, errors = explain.write_cam_overlays(fusion, [png], tmp_path / "cams", findings=("Effusion",),
+                                                 metadata=given)
+    assert [os.path.basename(p) for p in written] == ["chest_Effusion.png"] and not errors
+    image, _ = images.load_input(png, 32, 28)
+    metadata = {"age": np.array([61.0], np.float32), "sex": np.array([1], np.int32), "view": np.array([1], np.int32)}
+    out = explain.gradcam_step(fusion)(fusion.variables, image[None], metadata)
+    np.testing.assert_allclose(out["probabilities"][0], _fusion_forward(fusion, image, 61.0, 1, 1), atol=1e-6)
+    assert out["cam"].shape == (1, 14, 28, 28) and np.isfinite(out["cam"]).all()
+
+
+def test_predict_command_metadata_flags(fusion_workdir, radiograph, tmp_path, capsys):
+    from cxrjax import cli
+
+    png = _save_png(tmp_path / "x.png", radiograph)
+    assert cli.main(["predict", png, "--workdir", fusion_workdir]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1
+    assert captured.err.startswith("cxrjax predict: error: " + png + ": the fusion model") and "--age" in captured.err
+    cams = tmp_path / "cams"
+    code = cli.main(["predict", png, "--workdir", fusion_workdir, "--age", "61", "--sex", "F", "--view", "AP",
+                     "--json", "--cam", str(cams)])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    (expected,), _ = predict.predict_files(load_inference(fusion_workdir), [png],
+                                           metadata=predict.Metadata(61.0, "F", "AP"))
+    np.testing.assert_allclose(list(printed["predictions"][0]["probabilities"].values()), expected.probabilities,
+                               atol=1e-6)
+    assert len(list(cams.glob("x_*.png"))) == 14

@@ -112,9 +112,20 @@ def test_report_files_tables_and_figures(tmp_path):
     effusion_row = next(line for line in text.splitlines() if line.startswith("| Effusion |"))
     assert (f"{result['auc']['Effusion']:.4f} [{interval['low']:.4f}, {interval['high']:.4f}]" in effusion_row
             and f"{result['n_auc']['Effusion']:.4f}" in effusion_row and f"{swin:.4f}" in effusion_row)
-    for value in (result["w_auc"], result["w_auc_normalized"], result["mean_d_auc"], result["mean_n_auc"],
-                  result["map"]):
-        assert f"{value:.4f}" in text
+    ci = result["bootstrap"]
+
+    def with_ci(value, interval):
+        return f"{value:.4f} [{interval['low']:.4f}, {interval['high']:.4f}]"
+
+    for key in ("ap", "d_auc", "n_auc"):  # every per-finding column with its interval, from the same resamples
+        assert f"| {with_ci(result[key]['Effusion'], ci[key]['Effusion'])} |" in effusion_row, key
+    mean_row = next(line for line in text.splitlines() if line.startswith("| **mean** |"))
+    for key in ("mean_auc", "map", "mean_d_auc", "mean_n_auc"):
+        assert with_ci(result[key], ci[key]) in mean_row, key
+    summary = text[text.index("## Summary"):text.index("## Per finding")]
+    for key in ("mean_auc", "w_auc", "w_auc_normalized", "mean_d_auc", "mean_n_auc", "map"):
+        assert f"| {with_ci(result[key], ci[key])} |" in summary, key
+    assert "| metric | value [95% CI] |" in summary and "| N-AUC [95% CI] |" in text
     point = result["operating_points"]["f1"]["Atelectasis"]
     expected_row = (f"| Atelectasis | {point['threshold']:.4f} | {point['tp']} | {point['fp']} | {point['tn']} | "
                     f"{point['fn']} | {point['sensitivity']:.3f} |")
