@@ -27,7 +27,7 @@ from cxrjax import input as input_lib
 from cxrjax.evaluate import Inference, load_inference
 from cxrjax.explain import gradcam_step, scale_map
 from cxrjax.findings import FINDINGS
-from cxrjax.predict import Loaded, padded_batches
+from cxrjax.predict import Loaded, metadata_batch, padded_batches, reads_metadata
 from cxrjax.run import split_records
 from data_pipelines.prepare import builder_dir
 
@@ -122,13 +122,19 @@ def localize_shards(inference: Inference, shards: input_lib.Shards, records: np.
         if box.image_index in record_of and box.finding in FINDINGS:
             by_image.setdefault(box.image_index, []).append(box)
     offset = images.crop_offset(data.size, data.crop)
-    loaded = (Loaded(name, shards.source[record_of[name]]["image"][offset:offset + data.crop,
-                                                                   offset:offset + data.crop],
-                     tuple(metadata.source_size[record_of[name]])) for name in by_image)
+    with_metadata = reads_metadata(inference)  # the fusion model gets each record's own age, sex and view
+
+    def load(name: str) -> Loaded:
+        record = record_of[name]
+        image = shards.source[record]["image"][offset:offset + data.crop, offset:offset + data.crop]
+        fields = ((float(metadata.age[record]), int(metadata.sex[record]), int(metadata.view[record]))
+                  if with_metadata else None)
+        return Loaded(name, image, tuple(metadata.source_size[record]), fields)
+
     step = gradcam_step(inference)
     rows = []
-    for files, batch in padded_batches(loaded, batch_size):
-        cams = np.asarray(step(inference.variables, batch)["cam"])
+    for files, batch in padded_batches(map(load, by_image), batch_size):
+        cams = np.asarray(step(inference.variables, batch, metadata_batch(files, batch_size))["cam"])
         for item, maps in zip(files, cams):
             image_boxes = by_image[item.path]
             truth = [images.box_to_input((b.x, b.y, b.w, b.h), item.source_size, data.size, data.crop)

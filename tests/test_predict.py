@@ -14,10 +14,12 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 
 from conftest import shared_data
 from cxrjax import explain, images, localize, nih, predict, train
+from cxrjax import input as input_lib
 from cxrjax.configs import default
 from cxrjax.evaluate import load_inference
 from cxrjax.findings import FINDINGS
 from data_pipelines import synthetic
+from data_pipelines.prepare import builder_dir
 
 
 @pytest.fixture(scope="module")
@@ -347,3 +349,29 @@ def test_predict_command_metadata_flags(fusion_workdir, radiograph, tmp_path, ca
     np.testing.assert_allclose(list(printed["predictions"][0]["probabilities"].values()), expected.probabilities,
                                atol=1e-6)
     assert len(list(cams.glob("x_*.png"))) == 14
+
+
+def test_localization_check_of_a_fusion_run_uses_each_records_metadata(fusion_workdir, fusion, synthetic_release,
+                                                                        monkeypatch):
+    """`cxrjax localize` on a fusion model: Grad-CAM gets each shard record's own age, sex and view."""
+    seen = []
+    make_step = localize.gradcam_step
+
+    def recording_step(inference):
+        step = make_step(inference)
+
+        def run(variables, batch, metadata=None):
+            seen.append(metadata)
+            return step(variables, batch, metadata)
+        return run
+
+    monkeypatch.setattr(localize, "gradcam_step", recording_step)
+    metrics, rows = localize.localize_workdir(fusion_workdir, os.path.join(synthetic_release, "BBox_List_2017.csv"),
+                                              split="test", batch_size=4)
+    assert rows and metrics["num_boxes"] == len(rows) and seen and all(m is not None for m in seen)
+    data = fusion.config.data
+    manifest = input_lib.open_shards(builder_dir(data.data_dir, data.size)).metadata
+    images_in_order = list(dict.fromkeys(row.image_index for row in rows))  # the order Grad-CAM saw them in
+    records = [list(manifest.image_index).index(name) for name in images_in_order[:4]]
+    for field in ("age", "sex", "view"):
+        np.testing.assert_array_equal(seen[0][field][:len(records)], getattr(manifest, field)[records])
