@@ -52,7 +52,10 @@ def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
     try:
         flag_values(argv)
     except flags.Error as error:
-        raise ValueError(str(error)) from None
+        # An exception inside get_config reaches here as ml_collections' message with the whole traceback in it:
+        # keep its first line and the exception's own line.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise ValueError(lines[0] if len(lines) == 1 else f"{lines[0].rstrip(':')}: {lines[-1]}") from None
     if config_flag.value is None or flag_values.workdir is None:
         raise ValueError("needs --config FILE and --workdir DIR")
     return config_flag.value, flag_values

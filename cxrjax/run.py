@@ -73,6 +73,20 @@ def with_pretrained(state: TrainState, model_config: ml_collections.ConfigDict) 
     return _replace_variables(state, variables, model_config.pretrained)
 
 
+def check_pretrained(model_config: ml_collections.ConfigDict) -> None:
+    """Refuses to start a run from random weights where its config says it must not: a paper row meant to start from
+    ImageNet weights (`model.require_pretrained`: `model.pretrained`, or `model.init_from` for a later stage) or the
+    second stage of a staged training (`model.require_init_from`). Either would otherwise train silently from
+    scratch."""
+    if model_config.get("require_init_from", False) and not model_config.init_from:
+        raise ValueError("this config is stage 2 of a staged training: it needs "
+                         "--config.model.init_from=STAGE1_WORKDIR (the run directory of its stage 1)")
+    if model_config.get("require_pretrained", False) and not (model_config.pretrained or model_config.init_from):
+        raise ValueError("this config starts from ImageNet weights: it needs "
+                         f"--config.model.pretrained=weights/{model_config.name}.msgpack (made by `cxrjax "
+                         "import-weights`); use :scratch to train from random weights")
+
+
 @dataclasses.dataclass
 class Run:
     """Everything a config determines before training starts; shared by training and evaluation."""
@@ -97,6 +111,7 @@ class Run:
 
 
 def build_run(config: ml_collections.ConfigDict) -> Run:
+    check_pretrained(config.model)
     mesh = sharding.data_mesh()
     for name in ("batch_size", "eval_batch_size"):
         if config[name] % mesh.size:

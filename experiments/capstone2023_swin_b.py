@@ -10,8 +10,10 @@ Paper: AUC 0.874 / mAP 0.338 (ablation: BCE 0.804/0.268 · focal 0.821/0.272 · 
 
 from cxrjax.configs import default, papers
 
+VARIANTS = tuple(papers.CAPSTONE_LOSSES)  # at most one; "class_aware" (the paper's model) is the default
+
 
 def get_config(argument: str | None = None):
-    arguments = default.parse_arguments(argument, ('bce', 'focal', 'asl', 'class_aware', 'class_aware_coupled', 'class_aware_no_margin'))
-    loss = next(iter(arguments - {"smoke"}), "class_aware")
+    arguments = default.parse_arguments(argument, VARIANTS)
+    loss = default.choose(arguments, VARIANTS, "class_aware")
     return default.finish(papers.capstone2023(loss), arguments)

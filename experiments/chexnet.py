@@ -10,6 +10,8 @@ Paper: mean AUC 0.8413 on its own random split (Ge Table 3); independent reprodu
 
 from cxrjax.configs import default, papers
 
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
+
 
 def get_config(argument: str | None = None):
     return default.finish(papers.chexnet(), default.parse_arguments(argument))

@@ -6,9 +6,14 @@ Paper: AUC 0.8354 (W-AUC 0.5888, D-AUC 0.7937, N-AUC 0.8651). Ours: not yet run 
     cxrjax train --config experiments/ge2018_d121.py --workdir runs/ge2018_d121 \
         --config.data.data_dir=DATA --config.model.pretrained=weights/densenet121.msgpack
     cxrjax eval --workdir runs/ge2018_d121 --split test
+
+The plain GAP + fc classifier: the bilinear channel reduction (`--config.model.reduce_channels=K`) belongs to the
+`ge2018_d121_bl.py` / `ge2018_d121_fmsml.py` rows, not to this one (the classifier refuses it).
 """
 
 from cxrjax.configs import default, papers
+
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):

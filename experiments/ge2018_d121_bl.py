@@ -6,9 +6,16 @@ Paper: AUC 0.8107 (W-AUC 0.5770, D-AUC 0.7523, N-AUC 0.8529). Ours: not yet run 
     cxrjax train --config experiments/ge2018_d121_bl.py --workdir runs/ge2018_d121_bl \
         --config.data.data_dir=DATA --config.model.pretrained=weights/densenet121.msgpack
     cxrjax eval --workdir runs/ge2018_d121_bl --split test
+
+Memory: the full bilinear head is Ge's setting, 1024² = 1,048,576 features (a 14.7M-parameter `fce.fc`). The
+documented low-rank option `model.reduce_channels` maps the features by a learned 1x1 conv to K channels first
+(K² features; not the paper's setting, so say so when reporting a number):
+`--config.model.reduce_channels=256` (65,536 features).
 """
 
 from cxrjax.configs import default, papers
+
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):

@@ -8,9 +8,16 @@ Paper: AUC 0.8462 (W-AUC 0.5950, D-AUC 0.8011, N-AUC 0.8785). Ours: not yet run 
     cxrjax eval --workdir runs/ge2018_d121_fmsml --split test
 
 The ensemble row: `cxrjax eval --workdir runs/ge2018_d121_fmsml --ensemble runs/ge2018_d121`.
+
+Memory: the full bilinear head is Ge's setting, 1024² = 1,048,576 features (a 14.7M-parameter `fce.fc`). The
+documented low-rank option `model.reduce_channels` maps each stream's features by a learned 1x1 conv to K channels first
+(K² features; not the paper's setting, so say so when reporting a number):
+`--config.model.reduce_channels=256` (65,536 features).
 """
 
 from cxrjax.configs import default, papers
+
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):

@@ -10,6 +10,8 @@ Paper: AUC 0.8239 (W-AUC 0.5800, D-AUC 0.7801, N-AUC 0.8552). Ours: not yet run 
 
 from cxrjax.configs import default, papers
 
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
+
 
 def get_config(argument: str | None = None):
     return default.finish(papers.ge2018("resnet18"), default.parse_arguments(argument))

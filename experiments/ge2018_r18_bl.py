@@ -10,6 +10,8 @@ Paper: AUC 0.7680 (W-AUC 0.5543, D-AUC 0.6825, N-AUC 0.8307). Ours: not yet run 
 
 from cxrjax.configs import default, papers
 
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
+
 
 def get_config(argument: str | None = None):
     return default.finish(papers.ge2018("resnet18", "bilinear"), default.parse_arguments(argument))

@@ -13,8 +13,10 @@ Local / Local-Fixed: train `:local1` into runs/s1, then `:local2` or `:local_fix
 
 from cxrjax.configs import default, papers
 
+VARIANTS = papers.GE_STRATEGIES  # at most one; "global" is the default
+
 
 def get_config(argument: str | None = None):
-    arguments = default.parse_arguments(argument, ('local1', 'local2', 'local_fixed2'))
-    strategy = next(iter(arguments - {"smoke"}), "global")
+    arguments = default.parse_arguments(argument, papers.GE_STRATEGIES)
+    strategy = default.choose(arguments, papers.GE_STRATEGIES, "global")
     return default.finish(papers.ge2018("resnet18", "fmsml", strategy), arguments)

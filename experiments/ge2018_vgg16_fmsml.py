@@ -12,6 +12,8 @@ The ensemble row: `cxrjax eval --workdir runs/ge2018_vgg16_fmsml --ensemble runs
 
 from cxrjax.configs import default, papers
 
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
+
 
 def get_config(argument: str | None = None):
     return default.finish(papers.ge2018("vgg16", "fmsml"), default.parse_arguments(argument))

@@ -12,6 +12,8 @@ The second branch (resnet50) takes `--config.model.pretrained_second=weights/res
 
 from cxrjax.configs import default, papers
 
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
+
 
 def get_config(argument: str | None = None):
     return default.finish(papers.ma2019_can(), default.parse_arguments(argument))

@@ -10,6 +10,8 @@ Paper: mean AUC 0.7451 (per-finding table in PAPERS.md). Ours: not yet run on th
 
 from cxrjax.configs import default, papers
 
+VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
+
 
 def get_config(argument: str | None = None):
     return default.finish(papers.wang2017(), default.parse_arguments(argument))

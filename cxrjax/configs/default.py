@@ -36,8 +36,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and losses stay float32)
     config.model.predict_head = "logits"  # the head whose sigmoid is the prediction
     config.model.pretrained = ""  # variables from `cxrjax import-weights` (ImageNet weights); "" = random init
+    # True: building the run fails when neither `pretrained` nor `init_from` is given (the paper rows that start
+    # from ImageNet set it; `:scratch` and `:smoke` clear it). False here: the default and demo train from random init.
+    config.model.require_pretrained = False
     config.model.pretrained_second = ""  # can: weights for the second branch ("" = pretrained)
     config.model.init_from = ""  # a workdir whose best checkpoint initialises this run (staged training)
+    config.model.require_init_from = False  # True: a later stage of a staged training; refuses to start without init_from
     config.model.frozen = ()  # top-level modules that get no update, e.g. ("backbone",)
 
     # {head: {loss, weight, kwargs}}: the training objective is the weighted sum over heads (cxrjax.losses).
@@ -72,20 +76,38 @@ def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.data.size, config.data.crop = (256, 224) if swin else (64, 56)
     config.data.num_threads = 2
     config.model.pretrained = config.model.pretrained_second = config.model.init_from = ""
+    config.model.require_pretrained = False  # the synthetic release has no weights to start from
+    config.model.require_init_from = False  # nor a stage 1 to start from (a test that has one sets init_from)
     config.batch_size, config.eval_batch_size = 8, 8
     config.num_epochs, config.steps_per_epoch, config.log_every_steps = 1, 2, 1
     return config
 
 
+COMMON_ARGUMENTS = ("smoke", "scratch")  # accepted by every experiment file
+
+
 def finish(config: ml_collections.ConfigDict, arguments: set[str]) -> ml_collections.ConfigDict:
-    """Applies the `:smoke` argument of an experiment file's `get_config`."""
+    """Applies the arguments every experiment file takes: `:scratch` (random init instead of the paper's ImageNet
+    start: clears `model.require_pretrained`) and `:smoke` (`smoke`)."""
+    if "scratch" in arguments:
+        config.model.require_pretrained = False
     return smoke(config) if "smoke" in arguments else config
 
 
 def parse_arguments(argument: str | None, choices: tuple[str, ...] = ()) -> set[str]:
-    """`get_config("large,smoke")` → {"large", "smoke"}; anything but `smoke` and `choices` is an error."""
+    """`get_config("large,smoke")` → {"large", "smoke"}; anything but `smoke`, `scratch` and `choices` is an error."""
     arguments = {a.strip() for a in (argument or "").split(",") if a.strip()}
-    unknown = arguments - {"smoke", *choices}
+    allowed = [*COMMON_ARGUMENTS, *(c for c in choices if c not in COMMON_ARGUMENTS)]
+    unknown = arguments - set(allowed)
     if unknown:
-        raise ValueError(f"unknown config argument(s) {sorted(unknown)}; choose from {['smoke', *choices]}")
+        raise ValueError(f"unknown config argument(s) {sorted(unknown)}; choose from {allowed}")
     return arguments
+
+
+def choose(arguments: set[str], choices: tuple[str, ...], default: str) -> str:
+    """The one argument of the mutually exclusive `choices` that was given, `default` when none was; a ValueError
+    when several were (`:local1,local2` is not a config)."""
+    chosen = [c for c in choices if c in arguments]
+    if len(chosen) > 1:
+        raise ValueError(f"config arguments {chosen} exclude each other: give at most one of {list(choices)}")
+    return chosen[0] if chosen else default
