@@ -279,7 +279,8 @@ def bootstrap_ci(labels: np.ndarray, probabilities: np.ndarray, patient_ids, *, 
         values, ok = samples[name], defined[name]
         result[name] = {finding: _interval(values[:, k], level) if ok[k] else None
                         for k, finding in enumerate(FINDINGS)}
-        result[mean_name] = _interval(values[_complete(values, ok)][:, ok].mean(axis=1), level)
+        means = values[_complete(values, ok)][:, ok].mean(axis=1) if ok.any() else np.empty(0)  # none defined
+        result[mean_name] = _interval(means, level)
     complete = _complete(samples["auc"], defined["auc"])
     auc, shares = samples["auc"][complete][:, defined["auc"]], samples["prevalence"][complete][:, defined["auc"]]
     total, weight = (shares * auc).sum(axis=1), shares.sum(axis=1)

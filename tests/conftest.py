@@ -8,6 +8,9 @@ import os
 
 os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 
+import collections  # noqa: E402
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -22,6 +25,25 @@ def shared_data(*parts: str) -> str:
     if not os.path.exists(path):
         pytest.skip(f"real NIH data not available ({os.path.abspath(path)} is absent)")
     return path
+
+
+class TraceCounter:
+    """`with TraceCounter() as traces:` counts JAX traces by function name (JAX records one event per trace of a
+    jitted function): the trace-counting tests of training and evaluation."""
+
+    def __init__(self):
+        self.traces = collections.Counter()
+
+    def _listen(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/jaxpr_trace_duration":
+            self.traces[kwargs.get("fun_name")] += 1
+
+    def __enter__(self):
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+        return self.traces
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 @pytest.fixture(scope="session")

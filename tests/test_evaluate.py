@@ -1,6 +1,5 @@
 """Evaluation: test-time augmentation inside one compiled step, and ensembles over run directories."""
 
-import collections
 import csv
 import json
 import os
@@ -10,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import TraceCounter
 from cxrjax import evaluate, train
 from cxrjax.configs import default
 from cxrjax.findings import FINDINGS
@@ -81,24 +81,6 @@ def test_unknown_tta_is_refused(model_and_variables):
 
 
 # --- whole splits of two short runs that differ only in their seed -------------------------------------------------
-
-class TraceCounter:
-    """Counts JAX traces by function name (JAX records one event per trace of a jitted function)."""
-
-    def __init__(self):
-        self.traces = collections.Counter()
-
-    def _listen(self, event, duration, **kwargs):
-        if event == "/jax/core/compile/jaxpr_trace_duration":
-            self.traces[kwargs.get("fun_name")] += 1
-
-    def __enter__(self):
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-        return self.traces
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listen)
-
 
 @pytest.fixture(scope="module")
 def two_runs(prepared_shards, tmp_path_factory):

@@ -1,6 +1,5 @@
 """Training: the sharded step equals the single-device step; resume is exact; NaN stops cleanly; SIGTERM saves."""
 
-import collections
 import functools
 import json
 import os
@@ -15,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import TraceCounter
 from cxrjax import checkpoint, evaluate, losses, sharding, train
 from cxrjax.configs import default
 from cxrjax.models import create_model
@@ -62,24 +62,6 @@ def _predictions(workdir):
     evaluate.evaluate_workdir(workdir, "latest", "test")
     with open(os.path.join(workdir, "eval", "test", "predictions.csv")) as f:
         return f.read()
-
-
-class TraceCounter:
-    """Counts JAX traces by function name (JAX records one event per trace of a jitted function)."""
-
-    def __init__(self):
-        self.traces = collections.Counter()
-
-    def _listen(self, event, duration, **kwargs):
-        if event == "/jax/core/compile/jaxpr_trace_duration":
-            self.traces[kwargs.get("fun_name")] += 1
-
-    def __enter__(self):
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-        return self.traces
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listen)
 
 
 @pytest.fixture(scope="module")
