@@ -21,8 +21,8 @@ from cxrjax.findings import FINDING_INDEX, NO_FINDING, NUM_FINDINGS
 DATA_ENTRY_FILES = {"v2020": "Data_Entry_2017_v2020.csv", "2017": "Data_Entry_2017.csv"}
 SEXES = ("M", "F")
 VIEWS = ("PA", "AP")
-_AGE = re.compile(r"^(\d+)([YMD]?)$")
-_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "D": 1.0 / 365.0}
+_AGE = re.compile(r"^(\d+)([YMWD]?)$")  # the 2017 CSV's ages are DICOM age strings (AS): days, weeks, months, years
+_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.0, "D": 1.0 / 365.0}
 # The box list spells one finding differently from the Data_Entry CSVs.
 _BOX_SPELLING = {"Infiltrate": "Infiltration"}
 
@@ -89,7 +89,7 @@ def parse_findings(text: str) -> tuple[str, ...]:
 
 
 def parse_age(text: str) -> float:
-    """Age in years from `57` (v2020) or `058Y` / `011M` / `005D` (2017)."""
+    """Age in years from `57` (v2020) or `058Y` / `011M` / `005D` (2017, and a DICOM file's PatientAge)."""
     match = _AGE.match(text.strip())
     if not match:
         raise ValueError(f"unreadable age {text!r}")

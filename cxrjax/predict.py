@@ -19,7 +19,6 @@ import dataclasses
 import itertools
 import json
 import os
-import re
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -27,11 +26,9 @@ import numpy as np
 from cxrjax import images
 from cxrjax.findings import FINDINGS, NUM_FINDINGS
 from cxrjax.models.heads import MetadataClassifier
-from cxrjax.nih import SEXES, VIEWS
+from cxrjax.nih import SEXES, VIEWS, parse_age
 
 DEFAULT_THRESHOLD = 0.5
-_DICOM_AGE = re.compile(r"^(\d{1,3})([DWMY])$")  # the DICOM AS value representation, e.g. 058Y
-_DICOM_AGE_UNIT_YEARS = {"D": 1.0 / 365.0, "W": 7.0 / 365.0, "M": 1.0 / 12.0, "Y": 1.0}
 _DICOM_TAGS = {"age": "PatientAge", "sex": "PatientSex", "view": "ViewPosition"}
 _FLAGS = {"age": "--age YEARS", "sex": "--sex M|F", "view": "--view PA|AP"}
 
@@ -94,8 +91,11 @@ def reads_metadata(inference) -> bool:
 
 
 def _dicom_age(text: str) -> float | None:
-    match = _DICOM_AGE.match(text.strip().upper())
-    return None if match is None else int(match.group(1)) * _DICOM_AGE_UNIT_YEARS[match.group(2)]
+    """PatientAge (DICOM's age string, e.g. 058Y) in years; None where it is absent or unreadable."""
+    try:
+        return parse_age(text)
+    except ValueError:
+        return None
 
 
 def dicom_metadata(path: str) -> Metadata:
