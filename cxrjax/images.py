@@ -2,7 +2,7 @@
 
 Why one module: `cxrjax predict` must feed a file exactly what evaluation feeds a shard record, so a file goes
 through the same decoding (`data_pipelines.decode.to_grayscale_float`, float on the 0..255 scale), the same area
-resize to `config.data.size`² and the same centre crop to `config.data.crop`² (`input.CenterCrop`). The geometry of
+resize to `config.data.size`² and the same centre crop to `config.data.crop`² (as `input.eval_dataset`). The geometry of
 that resize + crop also maps expert boxes (drawn in the original file's pixel frame) into the model's frame, and
 Grad-CAM maps back out of it.
 
@@ -126,7 +126,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def crop_offset(size: int, crop: int) -> int:
-    """Top (= left) offset of the centre crop, as `input.CenterCrop` computes it."""
+    """Top (= left) offset of the centre crop, as `input.eval_dataset` takes it."""
     return (size - crop) // 2
 
 

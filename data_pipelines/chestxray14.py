@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+from array_record.python import array_record_module
 from tqdm import tqdm
 
 from cxrjax import nih
@@ -26,6 +27,11 @@ from data_pipelines.decode import decode_file
 SPLIT = "images"
 OFFICIAL_SPLITS = ("train_val", "test")
 _CHUNK = 64  # images handed to a decoding worker at a time
+# How the shards' records are stored. TFDS writes ArrayRecord with zstd-3 chunks and exposes no option; on real
+# 256² X-rays zstd saves 18% of the disk (64.3 → 52.8 KB a record) but costs 4x the CPU of a read (0.14 vs 0.035 ms),
+# the largest single cost of the training input pipeline.
+ARRAY_RECORD_OPTIONS = "group_size:1,uncompressed"
+COPY_CHUNK = 256  # records held in memory while a shard is rewritten
 
 
 class Chestxray14Config(tfds.core.BuilderConfig):
@@ -94,10 +100,11 @@ def _decoded(paths: list[str], size: int, num_workers: int):
 class Chestxray14(tfds.core.GeneratorBasedBuilder):
     """NIH ChestX-ray14 (Wang et al. 2017): 112,120 frontal chest X-rays, 14 findings, 30,805 patients."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "One ordered split of all images; split protocols chosen at read time.",
                      "1.1.0": "Pixels stored as one bytes field instead of an int64 list: records 40% smaller, "
-                              "read about 5x faster."}
+                              "read about 5x faster.",
+                     "1.2.0": "ArrayRecord chunks stored uncompressed: 18% larger on real X-rays, read 4x cheaper."}
     BUILDER_CONFIGS = [Chestxray14Config(size=s, labels=l) for s in (256, 512, 1024) for l in ("v2020", "2017")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
     Download the NIH ChestX-ray14 release (https://nihcc.app.box.com/v/ChestXray-NIHCC): the images_0xx archives
@@ -110,6 +117,11 @@ class Chestxray14(tfds.core.GeneratorBasedBuilder):
         self.report = PrepareReport()
         self.manifest: list[dict] = []  # one row per written record, in record order
         super().__init__(**kwargs)
+
+    def download_and_prepare(self, **kwargs):
+        """TFDS's, then the shards rewritten uncompressed (`store_uncompressed`): TFDS's writer takes no options."""
+        super().download_and_prepare(**kwargs)
+        store_uncompressed(self.data_dir)
 
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.size
@@ -178,3 +190,25 @@ class Chestxray14(tfds.core.GeneratorBasedBuilder):
                                   "source_width": source_size[0], "source_height": source_size[1]})
             yield record, {"image": pixels, "labels": entry.labels, **metadata}
             record += 1
+
+
+def store_uncompressed(directory: str) -> None:
+    """Rewrites every ArrayRecord shard in `directory` with `ARRAY_RECORD_OPTIONS`, record for record.
+
+    Each shard is replaced atomically, so an interrupted rewrite leaves some shards compressed, and readers open either
+    kind (the reader learns a file's compression from the file)."""
+    for name in sorted(os.listdir(directory)):
+        if ".array_record-" not in name or name.endswith(".tmp"):
+            continue
+        path = os.path.join(directory, name)
+        reader = array_record_module.ArrayRecordReader(path)
+        if "uncompressed" in reader.writer_options_string().split(","):  # written so already
+            reader.close()
+            continue
+        writer = array_record_module.ArrayRecordWriter(path + ".tmp", ARRAY_RECORD_OPTIONS)
+        for start in range(0, reader.num_records(), COPY_CHUNK):
+            for record in reader.read(start, min(start + COPY_CHUNK, reader.num_records())):
+                writer.write(record)
+        writer.close()
+        reader.close()
+        os.replace(path + ".tmp", path)

@@ -28,19 +28,18 @@ def test_training_epochs_reshuffle_and_drop_the_partial_batch(prepared_shards):
 def test_processes_share_each_global_batch(prepared_shards):
     shards = input_lib.open_shards(prepared_shards[1])
     records = input_lib.split_records(shards.metadata, "random")["train"]
-    whole = [b["record"] for b in _train(shards, records, num_steps=3)]
-    parts = [[b["record"] for b in _train(shards, records, num_steps=3, process_index=p, process_count=4)]
-             for p in range(4)]
-    for step in range(3):  # process p's batch is rows [4p, 4p + 4) of the one-process global batch
-        np.testing.assert_array_equal(np.concatenate([part[step] for part in parts]), whole[step])
+    whole = list(_train(shards, records, num_steps=3))
+    parts = [list(_train(shards, records, num_steps=3, process_index=p, process_count=4)) for p in range(4)]
+    for step in range(3):  # process p's batch is rows [4p, 4p + 4) of the one-process global batch, augmented alike
+        for name in ("record", "image"):
+            np.testing.assert_array_equal(np.concatenate([part[step][name] for part in parts]), whole[step][name])
 
 
 def test_augmentation_crops_and_flips(prepared_shards):
     shards = input_lib.open_shards(prepared_shards[1])
     record = int(input_lib.split_records(shards.metadata, "official")["train"][0])
     image = shards.source[record]["image"]
-    crops = [input_lib.TrainAugment(28).random_map({"image": image}, np.random.default_rng(s))["image"]
-             for s in range(40)]
+    crops = [input_lib.TrainAugment(28)(image, np.random.default_rng(s).random(4)) for s in range(40)]
     windows = {(t, l, f) for t in range(5) for l in range(5) for f in (False, True)}
     found = set()
     for crop in crops:
@@ -52,6 +51,27 @@ def test_augmentation_crops_and_flips(prepared_shards):
         else:
             raise AssertionError("a crop is not a window of the image")
     assert len(found) > 10 and {f for _, _, f in found} == {False, True}
+
+
+def test_training_batches_are_the_augmented_records(prepared_shards):
+    """Row r of global batch s is its record's image through `TrainAugment` with row r of batch s's draws, and its
+    labels and metadata are the record's."""
+    shards = input_lib.open_shards(prepared_shards[1])
+    records = input_lib.split_records(shards.metadata, "official")["train"]
+    augment = input_lib.TrainAugment(28, rotation=5.0)
+    batches = list(_train(shards, records, num_steps=3, augment=augment, seed=4))
+    for step, batch in enumerate(batches):
+        draws = input_lib.augment_draws(4, step, 16)
+        for row, record in enumerate(batch["record"]):
+            decoded = shards.source[int(record)]
+            expected = augment(decoded["image"], draws[row])
+            np.testing.assert_array_equal(batch["image"][row], expected)
+            np.testing.assert_array_equal(batch["labels"][row], decoded["labels"])
+            assert (batch["age"][row], batch["sex"][row], batch["view"][row]) == (
+                decoded["age"], decoded["sex"], decoded["view"])
+    assert {name: batches[0][name].dtype for name in batches[0]} == {
+        "image": np.uint8, "labels": np.uint8, "age": np.float32, "sex": np.int32, "view": np.int32,
+        "record": np.int64}
 
 
 def test_eval_is_ordered_padded_and_masked(prepared_shards):
@@ -87,12 +107,11 @@ def test_centre_crop_with_rotation(prepared_shards):
     shards = input_lib.open_shards(prepared_shards[1])
     image = shards.source[0]["image"]
     augment = input_lib.TrainAugment(28, flip=False, random_crop=False, rotation=10.0)
-    outputs = [augment.random_map({"image": image}, np.random.default_rng(s))["image"] for s in range(6)]
+    outputs = [augment(image, np.random.default_rng(s).random(4)) for s in range(6)]
     assert all(o.shape == (28, 28, 1) and o.dtype == np.uint8 for o in outputs)
     assert len({o.tobytes() for o in outputs}) == 6  # a different angle each time
-    unrotated = input_lib.TrainAugment(28, flip=False, random_crop=False).random_map({"image": image},
-                                                                                   np.random.default_rng(0))
-    assert np.array_equal(unrotated["image"], image[2:30, 2:30])
+    unrotated = input_lib.TrainAugment(28, flip=False, random_crop=False)(image, np.random.default_rng(0).random(4))
+    assert np.array_equal(unrotated, image[2:30, 2:30])
     assert np.abs(outputs[0].astype(int) - image[2:30, 2:30]).mean() < 40  # a small rotation, not noise
 
 

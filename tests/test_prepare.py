@@ -12,6 +12,8 @@ from PIL import Image
 from conftest import shared_data
 from cxrjax import nih
 from cxrjax.findings import FINDINGS
+from array_record.python import array_record_module
+from data_pipelines.chestxray14 import store_uncompressed
 from data_pipelines.decode import load_image
 from data_pipelines.prepare import prepare
 
@@ -41,6 +43,27 @@ def test_synthetic_round_trip(synthetic_release, prepared_shards):
     manifest = open(os.path.join(data_dir, "manifest.csv")).read().splitlines()
     assert manifest[0].startswith("record,image_index") and len(manifest) == 401
     assert manifest[8].split(",")[1] == entries[7].image_index
+    shard_files = [name for name in os.listdir(builder_dir) if ".array_record-" in name]
+    assert shard_files and all("uncompressed" in array_record_module.ArrayRecordReader(
+        os.path.join(builder_dir, name)).writer_options_string().split(",") for name in shard_files)
+
+
+def test_store_uncompressed_keeps_every_record_in_order(tmp_path):
+    """TFDS writes zstd chunks; the rewrite keeps the records, byte for byte and in order, across copy chunks."""
+    path = str(tmp_path / "x.array_record-00000-of-00001")
+    records = [np.random.default_rng(i).integers(0, 256, 100 + i, np.uint8).tobytes() for i in range(600)]
+    writer = array_record_module.ArrayRecordWriter(path, "group_size:1")
+    for record in records:
+        writer.write(record)
+    writer.close()
+    (tmp_path / "dataset_info.json").write_text("{}")  # other files are left alone
+    for _ in range(2):  # the second call finds the shard uncompressed already
+        store_uncompressed(str(tmp_path))
+        reader = array_record_module.ArrayRecordReader(path)
+        assert "uncompressed" in reader.writer_options_string().split(",")
+        assert reader.read(0, reader.num_records()) == records
+        reader.close()
+    assert sorted(os.listdir(tmp_path)) == ["dataset_info.json", "x.array_record-00000-of-00001"]
 
 
 def _write_png(path, array, mode=None):
