@@ -22,7 +22,7 @@ def run_name(spec: str) -> str:
 
 
 def run_ablation(config: ml_collections.ConfigDict, workdir: str, loss_specs: list[str], split: str = "test",
-                 stop_requested=lambda: False) -> dict[str, dict]:
+                 stop_requested=lambda step: False) -> dict[str, dict]:
     """Trains and evaluates one run per loss spec in `workdir/<spec>`; returns {spec: metrics}. Resumable."""
     terms = {spec: losses.parse_loss(spec) for spec in loss_specs}  # fail on a bad spec before any training
     results = {}

@@ -1,15 +1,17 @@
-"""Grain input pipelines over the ArrayRecord shards.
+"""Grain input pipelines over the ArrayRecord shards, one grain element per process-local batch.
 
-Training: record indices of the split → per-epoch shuffle (grain reseeds every epoch) → the last partial global batch
-of each epoch dropped → this process's share → read → random crop + horizontal flip on uint8 → batch. Evaluation:
-in order, padded to whole global batches, each element carrying `mask` (0 for padding) and its `record` number, so
-one compiled eval step serves the whole split. Elements stay uint8; normalisation happens on the device.
+Training: step → this process's rows of global batch `step` → their records in the epoch's shuffled order (a new
+order every epoch, the last partial global batch of each epoch dropped) → read → random crop + horizontal flip on
+uint8, straight into the batch's arrays. Evaluation: in order, padded to whole global batches, each element carrying
+`mask` (0 for padding) and its `record` number, so one compiled eval step serves the whole split. Elements stay
+uint8; normalisation happens on the device. Why whole batches: per-image grain stages cost more CPU than the reading
+itself (BENCHMARKS.md); the iterator is still grain's, checkpointable and prefetched by its threads.
 
 Each process reads one contiguous block of every global batch: with P processes and a global batch of G, process p
 takes rows [p·G/P, (p+1)·G/P), the rows its devices hold in the global array that
 `jax.make_array_from_process_local_data` assembles (`sharding.process_block` says which block a process owns).
-Reading and augmentation are defined on the global element number, so a run sees the same batches, augmented the same
-way, whatever the number of processes.
+The order and the augmentation are defined on the global batch and row, so a run sees the same batches, augmented
+the same way, whatever the number of processes.
 """
 
 from __future__ import annotations

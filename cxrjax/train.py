@@ -19,6 +19,7 @@ from typing import Callable
 import grain
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 import ml_collections
 from sklearn import metrics as sklearn_metrics
 from tqdm import tqdm
@@ -70,22 +71,36 @@ def validate(run: Run, predict_step, state, split: str = "val") -> tuple[dict, d
 
 
 class StopOnSignal:
-    """Turns SIGTERM (preemption, `kill`) into a flag the training loop polls, so it can save and exit cleanly."""
+    """Turns SIGTERM (preemption, `kill`, `scancel`) into a stop the training loop polls after every step, so it can
+    save and exit cleanly.
+
+    One process: a Python handler sets a flag. Several processes: each sees the signal at its own step (or only some
+    of them see it), but a checkpoint needs every process at the same step. JAX's preemption service, started by
+    `jax.distributed.initialize`, listens for SIGTERM itself, tells every process and agrees on the first step all of
+    them can still reach; `reached_preemption_sync_point(step)` is true at that step on every process. So no Python
+    handler is installed then: it would take the signal from JAX's."""
 
     def __init__(self, signum: int = signal.SIGTERM):
         self.signum, self.requested, self._previous = signum, False, None
+        self.several_processes = False
 
     def __enter__(self):
-        self._previous = signal.signal(self.signum, self._handle)
+        self.several_processes = jax.process_count() > 1
+        if not self.several_processes:
+            self._previous = signal.signal(self.signum, self._handle)
         return self
 
     def _handle(self, *_):
         self.requested = True
 
     def __exit__(self, *_):
-        signal.signal(self.signum, self._previous)
+        if not self.several_processes:
+            signal.signal(self.signum, self._previous)
 
-    def __call__(self) -> bool:
+    def __call__(self, step: int) -> bool:
+        """Whether to save and stop after `step`; every process must ask after every step (the service's rule)."""
+        if self.several_processes:
+            return multihost_utils.reached_preemption_sync_point(step)
         return self.requested
 
 
@@ -104,7 +119,7 @@ def _plateau_extra(decay: plateau.PlateauDecay | None) -> dict:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_requested: Callable[[], bool] = lambda: False) -> dict:
+                       stop_requested: Callable[[int], bool] = lambda step: False) -> dict:
     """Trains (resuming from `workdir` if it has checkpoints), validating and checkpointing every epoch.
 
     Returns {"step", "val_mean_auc", "stopped_early"}.
@@ -151,7 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             pending.append((step, step_metrics))
             progress.update()
             end_of_epoch = step % run.steps_per_epoch == 0
-            stop = stop_requested()
+            stop = stop_requested(step)
             if step % config.log_every_steps == 0 or end_of_epoch or stop:
                 fetched = _check_finite(pending, mngr.latest_step())
                 pending = []

@@ -1,10 +1,11 @@
 """Multi-host: two processes on localhost (4 fake CPU devices each, `jax.distributed`, gloo collectives) train like
-one process with 8 devices; `cxrjax train` on two processes checkpoints and resumes; how the input pipeline splits a
-global batch between processes."""
+one process with 8 devices; `cxrjax train` on two processes checkpoints, resumes and stops on SIGTERM at one step;
+how the input pipeline splits a global batch between processes."""
 
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import multihost_worker
+from cxrjax import checkpoint
 from cxrjax import input as input_lib
 from cxrjax import sharding
 
@@ -121,6 +123,29 @@ def test_two_process_cxrjax_train_checkpoints_and_resumes(prepared_shards, tmp_p
     # Process 0 alone logs; the second job went on from step 2 rather than starting again.
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]
     assert [r["epoch"] for r in records if "epoch" in r] == [1, 2]
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step(prepared_shards, tmp_path):
+    """A preemption notice reaching only process 1: both processes save one checkpoint at the same step and exit 0."""
+    workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "cxrjax.cli", "train", "--config=cxrjax/configs/default.py",
+               f"--workdir={workdir}", f"--config.data.data_dir={prepared_shards[0]}", "--config.data.size=32",
+               "--config.data.crop=28", "--config.data.num_threads=1", "--config.batch_size=16",
+               "--config.eval_batch_size=32", "--config.num_epochs=40", "--config.log_every_steps=1"]
+    with Workers(command, tmp_path, name="sigterm") as workers:
+        log, deadline = workdir / "metrics.jsonl", time.monotonic() + TIMEOUT_S
+        while not (log.exists() and log.read_text().count("\n") >= 3):
+            assert all(p.poll() is None for p in workers.processes) and time.monotonic() < deadline, workers.output()
+            time.sleep(0.2)
+        workers.processes[1].send_signal(signal.SIGTERM)
+        workers.wait(TIMEOUT_S)
+        outputs = [log.read_text() for log in workers.logs]
+    stopped = [re.findall(r"stopped by signal at step (\d+);", output) for output in outputs]
+    assert stopped[0] and stopped[0] == stopped[1], workers.output()
+    step = int(stopped[0][0])
+    assert step >= 3 and checkpoint.manager(str(workdir)).all_steps() == [step]
+    assert sorted(path.name for path in (workdir / "checkpoints" / str(step) / "data_iter").glob("*.json")) == [
+        "process_0-of-2.json", "process_1-of-2.json"]
 
 
 def _first_batch(builder_dir: str, process_index: int, process_count: int) -> dict[str, np.ndarray]:
