@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from cxrjax import checkpoint, report
+from cxrjax import checkpoint, report, thresholds
 from cxrjax import input as input_lib
 from cxrjax import metrics as metrics_lib
 from cxrjax import sharding
@@ -134,25 +134,37 @@ def load_inference(workdir: str, which: str | int = "best") -> Inference:
     return Inference(config, model_from_config(config), variables, compute_dtype(config.model.dtype), step, extra)
 
 
-def _predict_workdir(workdir: str, which: str | int, split: str, tta: str | None):
-    """Restores a checkpoint and predicts a split: (run, records, probabilities, step, validation thresholds)."""
+VAL = "val"  # the split operating points are chosen on
+
+
+def _saved_operating_points(workdir: str, which: str | int) -> dict | None:
+    """The thresholds saved with a checkpoint: chosen at the end of its epoch on the plain model's validation
+    predictions; None in a checkpoint written mid-epoch (SIGTERM)."""
+    mngr = checkpoint.manager(workdir)
+    saved = checkpoint.restore_json(mngr, checkpoint.resolve_step(mngr, which), "extra").get("thresholds")
+    mngr.close()
+    return saved
+
+
+def _predict_workdir(workdir: str, which: str | int, splits: tuple[str, ...], tta: str | None):
+    """Restores a checkpoint and predicts `splits`: (run, step, {split: probabilities})."""
     mngr = checkpoint.manager(workdir)
     step = checkpoint.resolve_step(mngr, which)
     config = ml_collections.ConfigDict(checkpoint.restore_json(mngr, step, "config"))
     run = build_run(config)
-    if split not in run.records:
-        raise ValueError(f"unknown split {split!r}; choose one of {sorted(run.records)}")
+    for split in splits:
+        if split not in run.records:
+            raise ValueError(f"unknown split {split!r}; choose one of {sorted(run.records)}")
     state = checkpoint.restore(mngr, step, run.state)
-    operating_points = checkpoint.restore_json(mngr, step, "extra").get("thresholds")
     mngr.close()
-    records = run.records[split]
     crop = config.data.crop
     predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head, tta=tta, crop=crop)
-    probabilities = predict_records(predict_step, run.variables(state), run.shards, records,
-                                    global_batch=config.eval_batch_size,
-                                    crop=run.shards.size if tta == "tencrop" else crop, mesh=run.mesh,
-                                    num_threads=config.data.num_threads)
-    return run, records, probabilities, step, operating_points
+    probabilities = {split: predict_records(predict_step, run.variables(state), run.shards, run.records[split],
+                                            global_batch=config.eval_batch_size,
+                                            crop=run.shards.size if tta == "tencrop" else crop, mesh=run.mesh,
+                                            num_threads=config.data.num_threads)
+                     for split in splits}
+    return run, step, probabilities
 
 
 def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test", *, ensemble=(),
@@ -161,31 +173,43 @@ def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test
     (with patient-level bootstrap CIs and the operating points chosen on validation) and report.md + roc/pr.png.
 
     `ensemble`: more workdirs (same data and split) whose probabilities are averaged with this one's (Ge 2018's
-    "R18 + R18-F-MSML" rows); `tta`: flip or tencrop. Either writes to W/eval/<split>[_tta-<mode>][_ensemble-<n>]
-    and reports no operating points, since validation chose those for the single plain model.
+    "R18 + R18-F-MSML" rows); `tta`: flip or tencrop. Either writes to W/eval/<split>[_tta-<mode>][_ensemble-<n>].
+
+    Operating points are thresholds chosen on validation for exactly what is evaluated: a plain evaluation uses the
+    checkpoint's own; TTA, an ensemble or a checkpoint saved without them (mid-epoch) predict the validation split the
+    same way and choose there (`metrics["operating_points_from"]` says which).
     """
-    run, records, probabilities, step, operating_points = _predict_workdir(workdir, which, split, tta)
-    names = run.shards.metadata.image_index[records]
+    saved = _saved_operating_points(workdir, which)
+    rechoose = bool(tta or ensemble) or saved is None
+    splits = tuple(dict.fromkeys((split, VAL) if rechoose else (split,)))
+    run, step, probabilities = _predict_workdir(workdir, which, splits, tta)
+    names = {name: run.shards.metadata.image_index[run.records[name]] for name in splits}
     members = [probabilities]
     for other in ensemble:
-        other_run, other_records, other_probabilities, _, _ = _predict_workdir(other, which, split, tta)
-        if not np.array_equal(other_run.shards.metadata.image_index[other_records], names):
-            raise ValueError(f"{other} evaluates other images on the {split} split than {workdir}; an ensemble "
-                             "needs the same data and split protocol")
+        other_run, _, other_probabilities = _predict_workdir(other, which, splits, tta)
+        for name in splits:
+            if not np.array_equal(other_run.shards.metadata.image_index[other_run.records[name]], names[name]):
+                raise ValueError(f"{other} evaluates other images on the {name} split than {workdir}; an ensemble "
+                                 "needs the same data and split protocol")
         members.append(other_probabilities)
-    probabilities = np.mean(members, axis=0)
+    probabilities = {name: np.mean([member[name] for member in members], axis=0) for name in splits}
+    records = run.records[split]
+    if rechoose:
+        operating_points = thresholds.choose_thresholds(run.shards.metadata.labels[run.records[VAL]],
+                                                        probabilities[VAL])
+    else:
+        operating_points = saved
     folder = split + (f"_tta-{tta}" if tta else "") + (f"_ensemble-{len(members)}" if ensemble else "")
-    if tta or ensemble:
-        operating_points = None
     labels = run.shards.metadata.labels[records]
-    metrics = metrics_lib.full_metrics(labels, probabilities, run.shards.metadata.patient_id[records],
+    metrics = metrics_lib.full_metrics(labels, probabilities[split], run.shards.metadata.patient_id[records],
                                        bootstrap=bootstrap, thresholds=operating_points)
-    metrics |= {"step": step, "split": split, "tta": tta, "ensemble": [workdir, *ensemble]}
+    metrics |= {"step": step, "split": split, "tta": tta, "ensemble": [workdir, *ensemble],
+                "operating_points_from": f"{VAL} predictions of this evaluation" if rechoose else "checkpoint"}
     out = os.path.join(workdir, "eval", folder)
     if jax.process_index() == 0:
-        write_predictions(os.path.join(out, "predictions.csv"), names, probabilities)
+        write_predictions(os.path.join(out, "predictions.csv"), names[split], probabilities[split])
         write_metrics(os.path.join(out, "metrics.json"), metrics)
-        report.write_report(out, labels, probabilities, metrics, operating_points,
+        report.write_report(out, labels, probabilities[split], metrics, operating_points,
                             f"{run.config.model.name} on the {split} split ({folder}, step {step})",
                             split=run.config.data.protocol)
     return metrics

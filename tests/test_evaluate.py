@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import TraceCounter
-from cxrjax import evaluate, train
+from cxrjax import evaluate, thresholds, train
+from cxrjax import input as input_lib
 from cxrjax.configs import default
 from cxrjax.findings import FINDINGS
 from cxrjax.models import create_model
@@ -106,11 +107,12 @@ def _read_predictions(path):
     return [row[0] for row in rows[1:]], np.array([[float(v) for v in row[1:]] for row in rows[1:]])
 
 
-def test_ensemble_of_two_runs_averages_their_predictions(two_runs):
+def test_ensemble_of_two_runs_averages_their_predictions(two_runs, prepared_shards):
     first, second = two_runs
     members = []
     for workdir in two_runs:
-        evaluate.evaluate_workdir(workdir, "latest", "test", bootstrap=0)
+        plain = evaluate.evaluate_workdir(workdir, "latest", "test", bootstrap=0)
+        assert plain["operating_points_from"] == "checkpoint" and plain["operating_points"]
         members.append(_read_predictions(os.path.join(workdir, "eval", "test", "predictions.csv")))
     (names, a), (other_names, b) = members
     assert names == other_names and len(names) > 32  # the same test images, more than one padded batch
@@ -121,7 +123,24 @@ def test_ensemble_of_two_runs_averages_their_predictions(two_runs):
     ensemble_names, ensemble = _read_predictions(os.path.join(out, "predictions.csv"))
     assert ensemble_names == names
     np.testing.assert_allclose(ensemble, (a + b) / 2, rtol=1e-6, atol=1e-7)  # CSVs keep 7 significant digits
-    assert result["ensemble"] == [first, second] and "operating_points" not in result
+    assert result["ensemble"] == [first, second]
+    assert result["operating_points_from"] == "val predictions of this evaluation"
+    # The ensemble's operating points: thresholds chosen on the average of the members' validation predictions.
+    validation = []
+    for workdir in two_runs:
+        evaluate.evaluate_workdir(workdir, "latest", "val", bootstrap=0)
+        validation.append(_read_predictions(os.path.join(workdir, "eval", "val", "predictions.csv")))
+    val_names = validation[0][0]
+    metadata = input_lib.open_shards(prepared_shards[1]).metadata
+    index = {name: i for i, name in enumerate(metadata.image_index)}
+    val_labels = metadata.labels[[index[name] for name in val_names]]
+    expected = thresholds.choose_thresholds(val_labels, (validation[0][1] + validation[1][1]) / 2)
+    for rule, by_finding in expected.items():
+        for finding, threshold in by_finding.items():
+            point = result["operating_points"][rule][finding]
+            assert (point is None) == (threshold is None), (rule, finding)
+            if threshold is not None:  # CSVs keep 7 significant digits
+                assert abs(point["threshold"] - threshold) < 1e-6, (rule, finding)
     with open(os.path.join(out, "metrics.json")) as f:
         saved = json.load(f)
     assert saved["bootstrap"]["resamples"] == 20
@@ -134,5 +153,6 @@ def test_tencrop_evaluation_of_a_whole_split_traces_once(two_runs):
     with TraceCounter() as traces:
         result = evaluate.evaluate_workdir(two_runs[0], "latest", "test", tta="tencrop", bootstrap=0)
     assert traces["step"] == 1, traces
+    assert result["operating_points_from"] == "val predictions of this evaluation" and result["operating_points"]
     assert result["tta"] == "tencrop" and os.path.exists(os.path.join(two_runs[0], "eval", "test_tta-tencrop",
                                                                       "predictions.csv"))
