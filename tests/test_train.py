@@ -98,7 +98,8 @@ def test_resumed_run_equals_uninterrupted_run(prepared_shards, uninterrupted, tm
     ensemble = evaluate.evaluate_workdir(str(tmp_path), "latest", "test", ensemble=[workdir], bootstrap=0)
     with open(os.path.join(tmp_path, "eval", "test_ensemble-2", "predictions.csv")) as f:
         assert f.read() == _predictions(workdir)
-    assert ensemble["ensemble"] == [str(tmp_path), workdir] and "operating_points" not in ensemble
+    assert ensemble["ensemble"] == [str(tmp_path), workdir]
+    assert ensemble["operating_points_from"] == "val predictions of this evaluation" and ensemble["operating_points"]
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(prepared_shards, uninterrupted,
