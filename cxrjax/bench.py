@@ -36,6 +36,7 @@ import grain
 import jax
 import numpy as np
 import optax
+import psutil
 
 from cxrjax import bench_profile, losses, sharding, train
 from cxrjax import input as input_lib
@@ -74,6 +75,7 @@ class BenchOptions:
     input_images: int = 512  # synthetic images prepared for the input benchmark when no data_dir is given
     input_batches: int = 40
     input_threads: int = 4  # grain reader threads (the configs' data.num_threads)
+    input_workers: int = 0  # grain worker processes (the configs' data.num_workers)
     profile_dir: str | None = None  # trace the JAX training steps here and break their time down
     prepare_images: int = 32
     prepare_source_size: int = 1024  # the NIH release's PNGs are 1024²
@@ -204,11 +206,24 @@ def torch_reference(name: str, batch: int, size: int, dtype_name: str, mode: str
 # --- host side: input pipeline and preparation --------------------------------------------------------------------
 
 
-def _cpu_timed(fn: Callable[[], object]) -> tuple[float, float]:
+def _cpu_timed(fn: Callable[[], object], clock: Callable[[], float] = time.process_time) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process, all its threads) that `fn()` takes."""
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu = time.perf_counter(), clock()
     fn()
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return time.perf_counter() - wall, clock() - cpu
+
+
+def _cpu_with_children() -> float:
+    """CPU seconds of this process (all its threads) and of its live child processes (grain's workers), which
+    `time.process_time` does not see. The children's come from psutil in clock ticks (10 ms)."""
+    total = time.process_time()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def synthetic_shards(directory: str, num_images: int, size: int) -> str:
@@ -221,21 +236,28 @@ def synthetic_shards(directory: str, num_images: int, size: int) -> str:
 
 
 def time_input_pipeline(data_dir: str, shard_size: int, crop: int, batch: int, num_batches: int,
-                        num_threads: int) -> dict:
+                        num_threads: int, workers: int = 0) -> dict:
     """Images/s of `input.train_dataset` (read → random crop + flip on uint8 → batch), and per CPU-second.
 
-    The first batch (thread start-up, first reads) is not timed. Images per CPU-second is the per-core rate: grain's
-    threads live in this process, so its CPU time counts them all."""
+    Timed in the steady state: the first batches (thread and worker start-up, first reads) are not timed, and the
+    dataset runs on past the timed batches, so the prefetch buffers are as full at the end as at the start and the CPU
+    seconds are those of the timed batches. They include grain's worker processes (`workers` > 0), so images per
+    CPU-second is the per-core rate either way."""
     shards = input_lib.open_shards(builder_dir(data_dir, shard_size))
+    untimed = max(1, 2 * workers)
     dataset = input_lib.train_dataset(
-        shards, np.arange(len(shards.metadata)), global_batch=batch, crop=crop, num_steps=num_batches + 1, seed=0,
-        read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4))
+        shards, np.arange(len(shards.metadata)), global_batch=batch, crop=crop,
+        num_steps=untimed + num_batches + 8 * max(1, workers), seed=0,
+        read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=4), workers=workers)
     batches = iter(dataset)
-    next(batches)
-    wall, cpu = _cpu_timed(lambda: [next(batches) for _ in range(num_batches)])
+    for _ in range(untimed):
+        next(batches)
+    wall, cpu = _cpu_timed(lambda: [next(batches) for _ in range(num_batches)], _cpu_with_children)
+    if workers:
+        batches.close()  # grain's advice for an mp_prefetch iterator: stop the workers now, not at garbage collection
     images = batch * num_batches
     return {"shard_size": shard_size, "crop": crop, "batch": batch, "batches": num_batches, "threads": num_threads,
-            "records": len(shards.metadata), "images_per_s": images / wall, "cpu_s": cpu,
+            "workers": workers, "records": len(shards.metadata), "images_per_s": images / wall, "cpu_s": cpu,
             "images_per_cpu_s": images / cpu}
 
 
@@ -326,7 +348,8 @@ def run_benchmarks(options: BenchOptions, command: str = "", log: Callable[[str]
             log("input pipeline")
             data_dir = options.data_dir or synthetic_shards(scratch, options.input_images, options.shard_size)
             result["input_pipeline"] = time_input_pipeline(data_dir, options.shard_size, options.size, options.batch,
-                                                           options.input_batches, options.input_threads)
+                                                           options.input_batches, options.input_threads,
+                                                           options.input_workers)
         if "prepare" not in options.skip:
             log("prepare")
             result["prepare"] = time_prepare(scratch, options.prepare_images, options.prepare_source_size,

@@ -170,8 +170,8 @@ def _bench(args) -> int:
         models=_names(args.models), batch=args.batch, size=args.size, dtypes=_names(args.dtype), steps=args.steps,
         warmup=args.warmup, torch_modes=_names(args.torch), skip=frozenset(_names(args.skip)),
         data_dir=args.data_dir, shard_size=args.shard_size, input_images=args.input_images,
-        input_batches=args.input_batches, input_threads=args.input_threads, prepare_images=args.prepare_images,
-        prepare_source_size=args.prepare_source_size, profile_dir=args.profile)
+        input_batches=args.input_batches, input_threads=args.input_threads, input_workers=args.input_workers,
+        prepare_images=args.prepare_images, prepare_source_size=args.prepare_source_size, profile_dir=args.profile)
     # Every option spelled out, defaults included, so the recorded command reproduces the run.
     command = " ".join(["cxrjax bench", *(f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
                                           if name not in ("command", "handler") and value is not None)])
@@ -280,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--input-images", type=int, default=512, help="synthetic images for the input benchmark")
     bench.add_argument("--input-batches", type=int, default=40, help="timed batches of the input benchmark")
     bench.add_argument("--input-threads", type=int, default=4, help="grain reader threads")
+    bench.add_argument("--input-workers", type=int, default=0, help="grain worker processes (0: none)")
     bench.add_argument("--prepare-images", type=int, default=32, help="synthetic PNGs the prepare benchmark converts")
     bench.add_argument("--prepare-source-size", type=int, default=1024, help="their side (the release's is 1024)")
     bench.add_argument("--profile", default=None, metavar="DIR",

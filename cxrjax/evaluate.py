@@ -76,12 +76,14 @@ def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | 
 
 
 def predict_records(predict_step, variables, shards, records, *, global_batch: int, crop: int, mesh,
-                    num_threads: int = 4):
+                    num_threads: int = 4, workers: int = 0):
     """Probabilities (len(records), 14) for the given record numbers, in that order."""
     block, num_blocks = sharding.process_block(mesh, global_batch)
     dataset = input_lib.eval_dataset(shards, records, global_batch=global_batch, crop=crop,
                                      process_index=block, process_count=num_blocks,
-                                     read_options=grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=num_threads))
+                                     read_options=grain.ReadOptions(num_threads=num_threads,
+                                                                    prefetch_buffer_size=num_threads),
+                                     workers=workers)
     probabilities, order, mask = [], [], []
     for batch in dataset:
         inputs = sharding.to_global({name: batch[name] for name in ("image", *input_lib.METADATA_FIELDS)}, mesh)
@@ -162,7 +164,8 @@ def _predict_workdir(workdir: str, which: str | int, splits: tuple[str, ...], tt
     probabilities = {split: predict_records(predict_step, run.variables(state), run.shards, run.records[split],
                                             global_batch=config.eval_batch_size,
                                             crop=run.shards.size if tta == "tencrop" else crop, mesh=run.mesh,
-                                            num_threads=config.data.num_threads)
+                                            num_threads=config.data.num_threads,
+                                            workers=config.data.get("num_workers", 0))
                      for split in splits}
     return run, step, probabilities
 

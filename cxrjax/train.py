@@ -63,7 +63,8 @@ def validate(run: Run, predict_step, state, split: str = "val") -> tuple[dict, d
     records = run.records[split]
     probabilities = evaluate.predict_records(predict_step, run.variables(state), run.shards, records,
                                              global_batch=run.config.eval_batch_size, crop=run.config.data.crop,
-                                             mesh=run.mesh, num_threads=run.config.data.num_threads)
+                                             mesh=run.mesh, num_threads=run.config.data.num_threads,
+                                             workers=run.config.data.get("num_workers", 0))
     labels = run.shards.metadata.labels[records]
     summary = metrics_lib.summarize(labels, probabilities)
     summary["loss"] = float(sklearn_metrics.log_loss(labels.ravel(), probabilities.ravel(), labels=[0, 1]))
@@ -133,7 +134,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         augment=input_lib.TrainAugment(config.data.crop, config.data.flip, config.data.get("random_crop", True),
                                        config.data.get("rotation", 0.0)),
         process_index=block, process_count=num_blocks,
-        read_options=grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=4)))
+        read_options=grain.ReadOptions(num_threads=config.data.num_threads, prefetch_buffer_size=4),
+        workers=config.data.get("num_workers", 0)))
     batch_fields = ("image", "labels", *input_lib.METADATA_FIELDS)
     train_iter = DevicePrefetch(grain_iter, lambda local: sharding.to_global(
         {name: local[name] for name in batch_fields}, run.mesh), depth=config.prefetch_batches)

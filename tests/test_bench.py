@@ -2,8 +2,13 @@
 
 import json
 import math
+import subprocess
+import sys
+import time
 
-from cxrjax import bench_profile, cli
+import psutil
+
+from cxrjax import bench, bench_profile, cli
 
 
 def _positive_finite(value) -> bool:
@@ -80,3 +85,21 @@ def test_hlo_instructions_get_their_category_and_phase():
 def test_bench_reports_an_unknown_model_as_a_usage_error(capsys):
     assert cli.main(["bench", "--models", "resnet7"]) == 1
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_input_cpu_seconds_count_grain_worker_processes(prepared_shards):
+    """The input benchmark's CPU clock sees child processes, which `time.process_time` does not; a run with a grain
+    worker process reports through it."""
+    start, own = bench._cpu_with_children(), time.process_time()
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5:\n    pass\ntime.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", burn])
+    try:
+        deadline = time.monotonic() + 60
+        while sum(psutil.Process(child.pid).cpu_times()[:2]) < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert bench._cpu_with_children() - start >= 0.5 > time.process_time() - own
+    finally:
+        child.kill()
+        child.wait()
+    figures = bench.time_input_pipeline(prepared_shards[0], 32, 28, 16, 20, num_threads=1, workers=1)
+    assert figures["workers"] == 1 and _positive_finite(figures["images_per_cpu_s"])

@@ -143,3 +143,27 @@ def test_pixels_stored_as_an_int64_list_still_decode():
     np.testing.assert_array_equal(decoded["image"], pixels)
     np.testing.assert_array_equal(decoded["labels"], [0, 1] * 7)
     assert (decoded["age"], decoded["sex"], decoded["view"]) == (58.0, 1, 0)
+
+
+def test_worker_processes_make_the_same_batches_and_resume(prepared_shards):
+    """grain worker processes (`workers=2`) give the in-process batches in order, and a saved position resumes."""
+    shards = input_lib.open_shards(prepared_shards[1])
+    records = input_lib.split_records(shards.metadata, "official")["train"]
+    expected = list(_train(shards, records, num_steps=6))
+    dataset = _train(shards, records, num_steps=6, workers=2)
+    iterator = iter(dataset)
+    first = [next(iterator) for _ in range(3)]
+    state = iterator.get_state()
+    iterator.close()
+    resumed = iter(dataset)
+    resumed.set_state(state)
+    rest = list(resumed)
+    assert len(first) + len(rest) == 6
+    for batch, again in zip(expected, first + rest):
+        for name in batch:
+            np.testing.assert_array_equal(batch[name], again[name], err_msg=name)
+    test = input_lib.split_records(shards.metadata, "official")["test"]
+    for batch, again in zip(input_lib.eval_dataset(shards, test, global_batch=32, crop=28),
+                            input_lib.eval_dataset(shards, test, global_batch=32, crop=28, workers=2), strict=True):
+        for name in batch:
+            np.testing.assert_array_equal(batch[name], again[name], err_msg=name)

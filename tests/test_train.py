@@ -86,6 +86,16 @@ def test_evaluation_of_a_whole_split_traces_once(uninterrupted):
     assert traces["step"] == 1, traces
 
 
+def test_grain_worker_processes_train_the_same_run(prepared_shards, uninterrupted, tmp_path):
+    """`data.num_workers` moves reading into grain worker processes; batches, and so the run, stay the same."""
+    workdir, result = uninterrupted
+    config = _config(prepared_shards[0])
+    config.data.num_workers = 2
+    with_workers = train.train_and_evaluate(config, str(tmp_path))
+    assert with_workers["step"] == result["step"] and with_workers["val_mean_auc"] == result["val_mean_auc"]
+    assert _predictions(str(tmp_path)) == _predictions(workdir)
+
+
 def test_resumed_run_equals_uninterrupted_run(prepared_shards, uninterrupted, tmp_path):
     workdir, result = uninterrupted
     stopped = train.train_and_evaluate(_config(prepared_shards[0]), str(tmp_path), lambda step: step == 7)

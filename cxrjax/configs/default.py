@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.num_folds = 5  # kfold protocol
     config.data.fold = 0
     config.data.num_threads = 4  # grain reader threads per process
+    config.data.num_workers = 0  # grain worker processes per host; 0: read in this process (README, "input")
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "resnet18"  # a key of cxrjax.models.BACKBONES
