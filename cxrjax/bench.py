@@ -207,7 +207,7 @@ def torch_reference(name: str, batch: int, size: int, dtype_name: str, mode: str
 
 
 def _cpu_timed(fn: Callable[[], object], clock: Callable[[], float] = time.process_time) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process, all its threads) that `fn()` takes."""
+    """(wall seconds, CPU seconds by `clock`: by default this process's, all its threads) that `fn()` takes."""
     wall, cpu = time.perf_counter(), clock()
     fn()
     return time.perf_counter() - wall, clock() - cpu

@@ -2,9 +2,9 @@
 
 Why one module: `cxrjax predict` must feed a file exactly what evaluation feeds a shard record, so a file goes
 through the same decoding (`data_pipelines.decode.to_grayscale_float`, float on the 0..255 scale), the same area
-resize to `config.data.size`² and the same centre crop to `config.data.crop`² (as `input.eval_dataset`). The geometry of
-that resize + crop also maps expert boxes (drawn in the original file's pixel frame) into the model's frame, and
-Grad-CAM maps back out of it.
+resize to `config.data.size`² and the same centre crop to `config.data.crop`² (as `input.eval_dataset`). The
+geometry of that resize + crop also maps expert boxes (drawn in the original file's pixel frame) into the model's
+frame, and Grad-CAM maps back out of it.
 
 DICOM to 0..255 — the decision: a radiograph's stored values are detector units, often 12-16 bit, and the file says
 how it is meant to be displayed. So the Modality LUT (RescaleSlope / RescaleIntercept) is applied first; then, when

@@ -27,6 +27,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 from PIL import Image
 
 from cxrjax import splits
+from cxrjax.findings import NUM_FINDINGS
 from cxrjax.images import crop_offset
 from cxrjax.nih import multi_hot, parse_findings, SEXES, VIEWS
 
@@ -138,13 +139,14 @@ class _BatchReader:
     def read(self, records: np.ndarray, window) -> dict[str, np.ndarray]:
         """`window(i, image)` gives row i's crop² view of its decoded (size, size, 1) image."""
         n = len(records)
-        batch = {"image": np.empty((n, self.crop, self.crop, 1), np.uint8), "labels": np.empty((n, 14), np.uint8),
+        batch = {"image": np.empty((n, self.crop, self.crop, 1), np.uint8),
+                 "labels": np.empty((n, NUM_FINDINGS), np.uint8),
                  "age": np.empty(n, np.float32), "sex": np.empty(n, np.int32), "view": np.empty(n, np.int32),
                  "record": np.asarray(records, np.int64)}
         for i, record in enumerate(records):
             fields = decode_fields(self.serialized[int(record)], self.size)
             batch["image"][i] = window(i, fields["image"])
-            for name in ("labels", "age", "sex", "view"):
+            for name in ("labels", *METADATA_FIELDS):
                 batch[name][i] = fields[name]
         return batch
 
@@ -275,8 +277,8 @@ def train_dataset(shards: Shards, records: np.ndarray, *, global_batch: int, cro
     local_batch = _check_batch(global_batch, process_count)
     used = steps_per_epoch(len(records), global_batch, steps_limit) * global_batch
     ds = grain.MapDataset.range(num_steps).map(_TrainBatch(
-        _BatchReader(shards, crop), _EpochOrder(records, seed), used, augment or TrainAugment(crop), seed, global_batch, local_batch,
-        process_index))
+        _BatchReader(shards, crop), _EpochOrder(records, seed), used, augment or TrainAugment(crop), seed,
+        global_batch, local_batch, process_index))
     return _iterate(ds, read_options, workers)
 
 
