@@ -39,6 +39,18 @@ def local_batches(builder_dir: str, process_index: int, process_count: int) -> l
     return [{name: batch[name] for name in FIELDS} for batch in dataset]
 
 
+def initial_state(mesh):
+    """ResNet-18 with plain SGD at a small rate (see `train_steps`), initialised from a fixed key."""
+    return create_train_state(create_model("resnet18", 14), optax.sgd(1e-3), (32, 32, 3), jax.random.key(0), mesh)
+
+
+def leaves(state) -> dict[str, np.ndarray]:
+    """Parameters and batch statistics by path, gathered to the host."""
+    tree = {"params": state.params, "batch_stats": state.batch_stats}
+    return {jax.tree_util.keystr(path): sharding.to_host(leaf)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 def train_steps(mesh, batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """NUM_STEPS steps of ResNet-18 with plain SGD from a fixed initialisation; every leaf gathered to the host.
 
@@ -46,17 +58,14 @@ def train_steps(mesh, batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndar
     small rate because at 0.1 three steps of this net (BatchNorm over 16 examples of 1×1 maps in its last stage)
     amplify float rounding to differences of 1e-2, even between 1 and 8 devices of one process.
     """
-    model = create_model("resnet18", 14)
-    state = create_train_state(model, optax.sgd(1e-3), (32, 32, 3), jax.random.key(0), mesh)
+    state = initial_state(mesh)
     step = jax.jit(functools.partial(train.train_step, objective=losses.build_objective({"logits": ("bce", 1.0)}),
                                      dtype=jnp.float32, dropout_key=jax.random.key(1)))
     step_losses = []
     for batch in batches:
         state, metrics = step(state, sharding.to_global(batch, mesh))
         step_losses.append(metrics["loss"])
-    leaves = jax.tree_util.tree_flatten_with_path({"params": state.params, "batch_stats": state.batch_stats})[0]
-    result = {jax.tree_util.keystr(path): sharding.to_host(leaf) for path, leaf in leaves}
-    return result | {"loss": np.stack([sharding.to_host(loss) for loss in step_losses])}
+    return leaves(state) | {"loss": np.stack([sharding.to_host(loss) for loss in step_losses])}
 
 
 def main(builder_dir: str, out: str) -> None:

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import assert_same_training
 import multihost_worker
 from cxrjax import checkpoint
 from cxrjax import input as input_lib
@@ -91,10 +92,11 @@ def test_two_processes_train_like_one_process_with_eight_devices(prepared_shards
         one = multihost_worker.train_steps(sharding.data_mesh(), multihost_worker.local_batches(builder_dir, 0, 1))
         workers.wait(TIMEOUT_S)
     two = dict(np.load(out))
-    assert sorted(two) == sorted(one)
-    for name in one:  # parameters and statistics well under 1 in size; the three losses about 10
-        np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-5, err_msg=name)
-    assert np.all(one["loss"] > 0) and abs(one["loss"][0] - one["loss"][-1]) > 1.0
+    one_losses, two_losses = one.pop("loss"), two.pop("loss")
+    # Other reduction orders (gloo's cross-process all-reduce): equal up to rounding relative to each leaf's update.
+    assert_same_training(two, one, multihost_worker.leaves(multihost_worker.initial_state(sharding.data_mesh())))
+    np.testing.assert_allclose(two_losses, one_losses, rtol=1e-5)  # about 10: forward rounding, ~1e-6 relative
+    assert np.all(one_losses > 0) and abs(one_losses[0] - one_losses[-1]) > 1.0
 
 
 def _train_two_processes(data_dir: str, workdir, num_epochs: int, log_dir) -> list[str]:
