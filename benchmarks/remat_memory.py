@@ -18,9 +18,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cxrjax import losses, sharding, train
+from cxrjax import losses
 from cxrjax.models import create_model
-from cxrjax.state import create_train_state
+from cxrjax.runtime import sharding
+from cxrjax.training import train
+from cxrjax.training.state import create_train_state
 
 
 def step_memory(model_name: str, size: int, batch: int, remat: bool, dtype) -> dict:

@@ -1,5 +1,5 @@
 """cxrjax: multi-label chest X-ray classification on NIH ChestX-ray14 in JAX/Flax."""
 
-from cxrjax.findings import FINDINGS, NUM_FINDINGS
+from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
 
 __all__ = ["FINDINGS", "NUM_FINDINGS"]

@@ -1,4 +1,4 @@
-"""The `cxrjax` command: thin subcommands over library functions (see DESIGN.md's command-line contract).
+"""The `cxrjax` command: thin subcommands over the library's layers (README: the commands; docs/ARCHITECTURE.md).
 
 Errors a user can fix (missing files, bad input, a diverged run) print one line and exit non-zero.
 """
@@ -21,7 +21,7 @@ def _write_json(path: str | None, result: dict) -> None:
 
 
 def _demo(args) -> int:
-    from cxrjax.demo import run_demo
+    from cxrjax.tools.demo import run_demo
 
     run_demo(args.workdir, num_images=args.num_images, num_epochs=args.epochs)
     return 0
@@ -62,7 +62,8 @@ def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
 
 
 def _train(argv: list[str]) -> int:
-    from cxrjax import sharding, train
+    from cxrjax.runtime import sharding
+    from cxrjax.training import train
 
     config, flag_values = _config_flags(argv)
     sharding.initialize_distributed()
@@ -76,7 +77,9 @@ def _train(argv: list[str]) -> int:
 
 
 def _ablate(argv: list[str]) -> int:
-    from cxrjax import ablation, sharding, train
+    from cxrjax.runtime import sharding
+    from cxrjax.tools import ablation
+    from cxrjax.training import train
 
     def define(flag_values):
         flags.DEFINE_multi_string("loss", None, "a loss spec, e.g. focal or class_aware:margin=0 (repeat)",
@@ -94,18 +97,20 @@ def _ablate(argv: list[str]) -> int:
 
 
 def _eval(args) -> int:
-    from cxrjax import evaluate, metrics, sharding
+    from cxrjax import metrics
+    from cxrjax.evaluation import evaluate
+    from cxrjax.runtime import sharding
 
     sharding.initialize_distributed()
     result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split, ensemble=args.ensemble,
-                                       tta=args.tta, bootstrap=args.bootstrap)
+                                       tta=args.tta, bootstrap=args.bootstrap, data_dir=args.data_dir)
     print(metrics.auc_table(result))
     return 0
 
 
 def _score(args) -> int:
     from cxrjax import metrics
-    from cxrjax.score import score
+    from cxrjax.evaluation.score import score
 
     result = score(args.predictions, args.labels, args.images, bootstrap=args.bootstrap)
     _write_json(args.output, result)
@@ -114,10 +119,11 @@ def _score(args) -> int:
 
 
 def _predict(args) -> int:
-    from cxrjax import evaluate, explain, predict
+    from cxrjax.evaluation.load import load_run
+    from cxrjax.inference import explain, predict
 
     metadata = predict.Metadata(age=args.age, sex=args.sex, view=args.view)
-    inference = evaluate.load_inference(args.workdir, args.checkpoint)
+    inference = load_run(args.workdir, args.checkpoint)
     thresholds = predict.decision_thresholds(inference, args.rule)
     results, errors = predict.predict_files(inference, args.images, thresholds=thresholds, metadata=metadata)
     print((predict.format_json if args.json else predict.format_table)(results, errors, thresholds))  # errors too
@@ -128,7 +134,7 @@ def _predict(args) -> int:
 
 
 def _localize(args) -> int:
-    from cxrjax import localize
+    from cxrjax.inference import localize
 
     result, _ = localize.localize_workdir(args.workdir, args.boxes, which=args.checkpoint, split=args.split,
                                          fraction=args.fraction)
@@ -138,7 +144,7 @@ def _localize(args) -> int:
 
 
 def _folds(args) -> int:
-    from cxrjax.folds import aggregate_folds, folds_table
+    from cxrjax.evaluation.folds import aggregate_folds, folds_table
 
     result = aggregate_folds(args.workdirs, args.split)
     _write_json(args.output, result)
@@ -147,7 +153,7 @@ def _folds(args) -> int:
 
 
 def _import_weights(args) -> int:
-    from cxrjax import weights
+    from cxrjax.models import weights
 
     variables = weights.from_torch(args.model, weights.load_state_dict(args.source), num_classes=args.num_classes)
     weights.save_variables(args.out, variables)
@@ -164,7 +170,7 @@ def _names(text: str) -> tuple[str, ...]:
 def _bench(args) -> int:
     import jax
 
-    from cxrjax import bench
+    from cxrjax.tools import bench
 
     options = bench.BenchOptions(
         models=_names(args.models), batch=args.batch, size=args.size, dtypes=_names(args.dtype), steps=args.steps,
@@ -215,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--tta", choices=("flip", "tencrop"), default=None, help="test-time augmentation")
     evaluate.add_argument("--ensemble", nargs="+", default=(), metavar="WORKDIR",
                           help="average probabilities with these runs' (same data and split)")
+    evaluate.add_argument("--data-dir", default=None,
+                          help="where the shards are now (the --data-dir of `cxrjax prepare`), if they have moved "
+                               "since training; default: the run's config.data.data_dir")
     evaluate.set_defaults(handler=_eval)
 
     score = commands.add_parser("score", help="metrics.json for a predictions CSV")

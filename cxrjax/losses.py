@@ -21,8 +21,6 @@ from typing import Any, Callable, Mapping
 import jax
 import jax.numpy as jnp
 
-from cxrjax import can_loss
-
 RATE_FLOOR = 1e-6  # a finding's positive rate is kept in [RATE_FLOOR, 1 - RATE_FLOOR]; see `_clipped_rate`
 
 
@@ -213,6 +211,19 @@ def can_balance(logits, labels, positive_rate, gamma=2.0):
     return -jnp.sum(y * positive_term + (1.0 - y) * negative_term, axis=-1)
 
 
+def attention_agreement(attention, labels=None):
+    """The attention loss of the Cross-Attention Network (Ma, Wang & Hoi 2019), as interpreted in
+    `cxrjax.models.multistream.CrossAttentionNetwork` (the paper's formula is not available): the total variation
+    distance between the two branches' spatial attention maps, ½ Σ_n |a1(n) − a2(n)| ∈ [0, 1].
+
+    `attention`: [B, 2, N], two distributions over the N = H·W locations (the CAN's 'attention' output). 0 when the
+    branches attend to the same places, 1 when to disjoint ones. `labels` is not used (the attention loss needs no
+    annotation); it is accepted for the loss contract, so that `build_objective` composes it on the 'attention' head.
+    """
+    maps = jnp.asarray(attention, jnp.promote_types(jnp.result_type(attention), jnp.float32))
+    return 0.5 * jnp.sum(jnp.abs(maps[:, 0] - maps[:, 1]), axis=-1)
+
+
 LOSSES: dict[str, Callable[..., jax.Array]] = {
     "bce": bce,
     "weighted_bce": weighted_bce,
@@ -221,7 +232,7 @@ LOSSES: dict[str, Callable[..., jax.Array]] = {
     "msml": msml,
     "class_aware": class_aware,
     "can_balance": can_balance,
-    "can_attention": can_loss.attention_agreement,  # on the CAN's 'attention' output [B, 2, H*W], not on logits
+    "can_attention": attention_agreement,  # on the CAN's 'attention' output [B, 2, H*W], not on logits
 }
 
 
@@ -259,8 +270,9 @@ def build_objective(spec: Mapping[str, Any], positive_rate=None):
     term applies its loss to the model output named by its key (or by its "head" field).
 
     A loss that takes a `positive_rate` argument (class-aware losses) gets the per-finding positive rate of the
-    training split (`class_stats.positive_rate`) unless its kwargs set one. A loss that takes a `mask` argument
-    (batch statistics: weighted_bce mode="batch") gets the batch's padding mask, so padding stays out of its counts.
+    training split (`cxrjax.data.class_stats.positive_rate`) unless its kwargs set one. A loss that takes a `mask`
+    argument (batch statistics: weighted_bce mode="batch") gets the batch's padding mask, so padding stays out of
+    its counts.
     `mask=None` means every example is real.
     """
     terms = []

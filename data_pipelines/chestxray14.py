@@ -20,12 +20,9 @@ import tensorflow_datasets as tfds
 from array_record.python import array_record_module
 from tqdm import tqdm
 
-from cxrjax import nih
-from cxrjax.findings import NUM_FINDINGS
-from data_pipelines.decode import decode_file
+from cxrjax.data import nih, shard_format
+from cxrjax.data.decode import decode_file
 
-SPLIT = "images"
-OFFICIAL_SPLITS = ("train_val", "test")
 _CHUNK = 64  # images handed to a decoding worker at a time
 # How the shards' records are stored. TFDS writes ArrayRecord with zstd-3 chunks and exposes no option; on real
 # 256² X-rays zstd saves 18% of the disk (64.3 → 52.8 KB a record) but costs 4x the CPU of a read (0.14 vs 0.035 ms),
@@ -35,14 +32,10 @@ COPY_CHUNK = 256  # records held in memory while a shard is rewritten
 
 
 class Chestxray14Config(tfds.core.BuilderConfig):
-    """Image side `size` and label version (`v2020` or `2017` CSV). Named `<size>` or `<size>_labels2017`."""
+    """Image side `size` and label version (`v2020` or `2017` CSV), named by `shard_format.config_name`."""
 
     def __init__(self, *, size: int, labels: str = "v2020"):
-        if labels not in nih.DATA_ENTRY_FILES:
-            raise ValueError(f"unknown label version {labels!r}; choose one of {sorted(nih.DATA_ENTRY_FILES)}")
-        if size < 32:
-            raise ValueError(f"image size {size} is too small (at least 32)")
-        name = str(size) if labels == "v2020" else f"{size}_labels2017"
+        name = shard_format.config_name(size, labels)
         super().__init__(name=name, description=f"{size}x{size} uint8, labels from the {labels} Data_Entry CSV")
         self.size = size
         self.labels = labels
@@ -100,7 +93,7 @@ def _decoded(paths: list[str], size: int, num_workers: int):
 class Chestxray14(tfds.core.GeneratorBasedBuilder):
     """NIH ChestX-ray14 (Wang et al. 2017): 112,120 frontal chest X-rays, 14 findings, 30,805 patients."""
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version(shard_format.VERSION)
     RELEASE_NOTES = {"1.0.0": "One ordered split of all images; split protocols chosen at read time.",
                      "1.1.0": "Pixels stored as one bytes field instead of an int64 list: records 40% smaller, "
                               "read about 5x faster.",
@@ -128,26 +121,13 @@ class Chestxray14(tfds.core.GeneratorBasedBuilder):
         return tfds.core.DatasetInfo(
             builder=self,
             description=__doc__,
-            features=tfds.features.FeaturesDict({
-                # Raw uint8 rather than an Image feature: no PNG decoding when reading, and no TensorFlow needed.
-                # As bytes: the default encoding, an int64 list, costs a varint per pixel to write and to parse.
-                "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8,
-                                              encoding=tfds.features.Encoding.BYTES),
-                "labels": tfds.features.Tensor(shape=(NUM_FINDINGS,), dtype=np.uint8),
-                "image_index": tfds.features.Text(),
-                "patient_id": tfds.features.Scalar(dtype=np.int32),
-                "follow_up": tfds.features.Scalar(dtype=np.int32),
-                "age": tfds.features.Scalar(dtype=np.float32),
-                "sex": tfds.features.ClassLabel(names=list(nih.SEXES)),
-                "view": tfds.features.ClassLabel(names=list(nih.VIEWS)),
-                "official_split": tfds.features.ClassLabel(names=list(OFFICIAL_SPLITS)),
-            }),
+            features=shard_format.record_features(size),
             homepage="https://nihcc.app.box.com/v/ChestXray-NIHCC",
             disable_shuffling=True,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        return {SPLIT: self._generate_examples(os.fspath(dl_manager.manual_dir))}
+        return {shard_format.SPLIT: self._generate_examples(os.fspath(dl_manager.manual_dir))}
 
     def _generate_examples(self, release_dir: str):
         config = self.builder_config

@@ -14,25 +14,16 @@ import os
 
 import tensorflow_datasets as tfds
 
+from cxrjax.data.shard_format import MANIFEST, MANIFEST_COLUMNS, builder_dir
 from data_pipelines.chestxray14 import Chestxray14, Chestxray14Config, PrepareReport
 
-MANIFEST = "manifest.csv"
 REPORT = "prepare_report.json"
-# source_width/height: the PNG's own size, the frame of BBox_List_2017.csv's boxes.
-MANIFEST_COLUMNS = ("record", "image_index", "patient_id", "follow_up", "age", "sex", "view", "official_split",
-                    "labels", "source_width", "source_height")
 
 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     builder_dir: str
     report: PrepareReport | None  # None when the shards already existed
-
-
-def builder_dir(data_dir: str, size: int, labels: str = "v2020") -> str:
-    """Where the shards of one size / label version live: <data_dir>/chestxray14/<config>/<version>."""
-    config = Chestxray14Config(size=size, labels=labels)
-    return os.path.join(data_dir, "chestxray14", config.name, str(Chestxray14.VERSION))
 
 
 def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",

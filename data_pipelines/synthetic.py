@@ -20,7 +20,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from cxrjax.findings import FINDINGS, NUM_FINDINGS
+from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
 
 # Share of images with each finding in Data_Entry_2017_v2020.csv (112,120 images).
 REAL_PREVALENCE = np.array([0.1031, 0.0248, 0.1188, 0.1774, 0.0516, 0.0565, 0.0128, 0.0473, 0.0416, 0.0205, 0.0224,

@@ -14,15 +14,30 @@ Paper: best model ≈ 0.822 mean AUC (5-fold), ≈ 0.806 (official split) — se
 folds: `--config.data.protocol=kfold --config.data.fold=K` for K = 0..4, then `cxrjax folds runs/fold0 ... runs/fold4`.
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default
 
-INITIALISATIONS = papers.BALTRUSCHAT_INITIALISATIONS  # at most one; "finetuned" is the default
+INITIALISATIONS = ("finetuned", "frozen", "scratch")  # at most one; "finetuned" is the default
 FLAGS = ("large", "meta")  # independent of the initialisation and of each other
 VARIANTS = (*INITIALISATIONS, "large", "meta", "large,meta")
 
 
 def get_config(argument: str | None = None):
-    arguments = default.parse_arguments(argument, (*INITIALISATIONS, *FLAGS))
-    init = default.choose(arguments, INITIALISATIONS, "finetuned")
-    config = papers.baltruschat2019(init, large="large" in arguments, meta="meta" in arguments)
-    return default.finish(config, arguments)
+    given = arguments.parse_arguments(argument, (*INITIALISATIONS, *FLAGS))
+    init = arguments.choose(given, INITIALISATIONS, "finetuned")
+    config = default.get_config()  # the official split, or --config.data.protocol=kfold --config.data.fold=K
+    config.data.num_folds = 5  # the 5-fold patient-level re-sampling
+    if "large" in given:  # the higher-resolution model: 448² crops (448 unverified) of the 512² shards
+        config.data.size, config.data.crop = 512, 448
+    config.model.name = "resnet50"
+    config.model.require_pretrained = init != "scratch"  # finetuned, frozen: ImageNet weights; scratch: random init
+    if init == "frozen":  # ImageNet features without fine-tuning: only the head trains
+        config.model.frozen = ("backbone",)
+    if "meta" in given:  # patient age, sex and view position fused with the image features
+        config.model.architecture = "fusion"
+    # a weighted BCE ("multi-label loss function", unverified); ASSUMED per batch, Wang 2017's β_P, β_N
+    config.losses = {"logits": {"loss": "weighted_bce", "weight": 1.0, "kwargs": {"mode": "batch"}}}
+    config.optimizer.learning_rate = 1e-4  # ASSUMED: Adam 1e-4 (the optimizer and rate are not given here)
+    config.optimizer.decay_every_epochs = 5  # ASSUMED: ÷10 every 5 epochs (not given here)
+    config.batch_size = 32  # ASSUMED (not given here)
+    config.num_epochs = 15  # ASSUMED (not given here)
+    return arguments.finish(config, given)

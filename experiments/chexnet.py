@@ -8,10 +8,18 @@ Paper: mean AUC 0.8413 on its own random split (Ge Table 3); independent reprodu
     cxrjax eval --workdir runs/chexnet --split test
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default
 
 VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):
-    return default.finish(papers.chexnet(), default.parse_arguments(argument))
+    config = default.get_config()  # BCE, Adam, 224² crops: the base config's; the official split (CheXNet's: random)
+    config.model.name = "densenet121"
+    config.model.require_pretrained = True  # ImageNet start
+    config.optimizer.learning_rate = 1e-3  # Adam 1e-3
+    config.optimizer.schedule = "plateau"  # the rate ÷10 each time the validation loss does not improve after an epoch
+    config.optimizer.plateau_patience = 1
+    config.batch_size = 16
+    config.num_epochs = 12  # ASSUMED (not given)
+    return arguments.finish(config, arguments.parse_arguments(argument))

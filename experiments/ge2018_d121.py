@@ -11,10 +11,12 @@ The plain GAP + fc classifier: the bilinear channel reduction (`--config.model.r
 `ge2018_d121_bl.py` / `ge2018_d121_fmsml.py` rows, not to this one (the classifier refuses it).
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default, ge2018
 
 VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):
-    return default.finish(papers.ge2018("densenet121"), default.parse_arguments(argument))
+    config = ge2018.training(default.get_config())  # Ge's split, ImageNet start, optimizer, batch and epochs
+    config.model.name = "densenet121"  # Table 1: D121, the plain GAP + fc classifier
+    return arguments.finish(config, arguments.parse_arguments(argument))

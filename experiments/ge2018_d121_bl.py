@@ -13,10 +13,14 @@ documented low-rank option `model.reduce_channels` maps the features by a learne
 `--config.model.reduce_channels=256` (65,536 features).
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default, ge2018
 
 VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):
-    return default.finish(papers.ge2018("densenet121", "bilinear"), default.parse_arguments(argument))
+    config = ge2018.training(default.get_config())  # Ge's split, ImageNet start, optimizer, batch and epochs
+    config.model.name, config.model.architecture = "densenet121", "bilinear"  # Table 1: D121-BL, bilinear pooling
+    config.losses = {"fce": {"loss": "bce", "weight": 1.0}}  # the bilinear head's BCE is the whole objective
+    config.model.predict_head = "fce"
+    return arguments.finish(config, arguments.parse_arguments(argument))

@@ -15,10 +15,13 @@ documented low-rank option `model.reduce_channels` maps each stream's features b
 `--config.model.reduce_channels=256` (65,536 features).
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default, ge2018
 
 VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):
-    return default.finish(papers.ge2018("densenet121", "fmsml"), default.parse_arguments(argument))
+    config = ge2018.training(default.get_config())  # Ge's split, ImageNet start, optimizer, batch and epochs
+    config.model.name, config.model.architecture = "densenet121", "fmsml"  # Table 1: two D121 streams, F-MSML
+    config = ge2018.fmsml_objective(config)  # α(MSML + CE) + β FCE, predicting from FCE; Table 2's Global
+    return arguments.finish(config, arguments.parse_arguments(argument))

@@ -8,10 +8,14 @@ Paper: AUC 0.7680 (W-AUC 0.5543, D-AUC 0.6825, N-AUC 0.8307). Ours: not yet run 
     cxrjax eval --workdir runs/ge2018_r18_bl --split test
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default, ge2018
 
 VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):
-    return default.finish(papers.ge2018("resnet18", "bilinear"), default.parse_arguments(argument))
+    config = ge2018.training(default.get_config())  # Ge's split, ImageNet start, optimizer, batch and epochs
+    config.model.name, config.model.architecture = "resnet18", "bilinear"  # Table 1: R18-BL, bilinear pooling
+    config.losses = {"fce": {"loss": "bce", "weight": 1.0}}  # the bilinear head's BCE is the whole objective
+    config.model.predict_head = "fce"
+    return arguments.finish(config, arguments.parse_arguments(argument))

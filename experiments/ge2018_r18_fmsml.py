@@ -11,12 +11,15 @@ Local / Local-Fixed: train `:local1` into runs/s1, then `:local2` or `:local_fix
 `--config.model.init_from=runs/s1`. The R18 + R18-F-MSML row: `cxrjax eval --workdir runs/ge2018_r18_fmsml --ensemble runs/ge2018_r18`.
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default, ge2018
 
-VARIANTS = papers.GE_STRATEGIES  # at most one; "global" is the default
+VARIANTS = ge2018.STRATEGIES  # at most one; "global" is the default
 
 
 def get_config(argument: str | None = None):
-    arguments = default.parse_arguments(argument, papers.GE_STRATEGIES)
-    strategy = default.choose(arguments, papers.GE_STRATEGIES, "global")
-    return default.finish(papers.ge2018("resnet18", "fmsml", strategy), arguments)
+    given = arguments.parse_arguments(argument, ge2018.STRATEGIES)
+    strategy = arguments.choose(given, ge2018.STRATEGIES, "global")
+    config = ge2018.training(default.get_config())  # Ge's split, ImageNet start, optimizer, batch and epochs
+    config.model.name, config.model.architecture = "resnet18", "fmsml"  # Tables 1 and 2: two R18 streams, F-MSML
+    config = ge2018.fmsml_objective(config, strategy)  # α(MSML + CE) + β FCE, as Table 2's strategy trains them
+    return arguments.finish(config, given)

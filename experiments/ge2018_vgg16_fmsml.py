@@ -10,10 +10,13 @@ Paper: AUC 0.8438 / 0.8537. Ours: not yet run on the real release (see experimen
 The ensemble row: `cxrjax eval --workdir runs/ge2018_vgg16_fmsml --ensemble runs/ge2018_d121`.
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default, ge2018
 
 VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):
-    return default.finish(papers.ge2018("vgg16", "fmsml"), default.parse_arguments(argument))
+    config = ge2018.training(default.get_config())  # Ge's split, ImageNet start, optimizer, batch and epochs
+    config.model.name, config.model.architecture = "vgg16", "fmsml"  # Tables 1 and 3: two VGG-16 streams, F-MSML
+    config = ge2018.fmsml_objective(config)  # α(MSML + CE) + β FCE, predicting from FCE; Table 2's Global
+    return arguments.finish(config, arguments.parse_arguments(argument))

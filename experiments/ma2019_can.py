@@ -10,10 +10,28 @@ Paper: unverified (the paper's tables are not available here). Ours: not yet run
 The second branch (resnet50) takes `--config.model.pretrained_second=weights/resnet50.msgpack`.
 """
 
-from cxrjax.configs import default, papers
+from cxrjax.configs import arguments, default
 
 VARIANTS = ("",)  # the config arguments naming this file's rows ("": the default), each smoke-tested
 
 
 def get_config(argument: str | None = None):
-    return default.finish(papers.ma2019_can(), default.parse_arguments(argument))
+    # The full text is not available here: every value but the kinds of loss terms is ASSUMED (the model's
+    # assumptions: `cxrjax.models.multistream.CrossAttentionNetwork`). The split: the base config's official one.
+    config = default.get_config()
+    config.model.name = "densenet121"  # ASSUMED: branch 1
+    config.model.second_backbone = "resnet50"  # ASSUMED: branch 2
+    config.model.architecture = "can"  # cross-attention: the Hadamard product of the two branches' feature maps
+    config.model.require_pretrained = True  # ImageNet start (branch 2: --config.model.pretrained_second)
+    config.losses = {  # cross-entropy + a multi-label balance loss + an attention loss; ASSUMED: heads and weights
+        "logits": {"loss": "bce", "weight": 1.0},  # BCE on the fused logits
+        "balance": {"loss": "can_balance", "head": "logits", "weight": 1.0},  # the balance loss on them
+        "branch1": {"loss": "bce", "weight": 0.5},  # BCE on each branch's own head, 0.5 each
+        "branch2": {"loss": "bce", "weight": 0.5},
+        "attention": {"loss": "can_attention", "weight": 0.1},  # the attention-agreement loss
+    }
+    config.optimizer.learning_rate = 1e-4  # ASSUMED: Adam 1e-4
+    config.optimizer.decay_every_epochs = 3  # ASSUMED: ÷10 every 3 epochs
+    config.batch_size = 32  # ASSUMED
+    config.num_epochs = 12  # ASSUMED
+    return arguments.finish(config, arguments.parse_arguments(argument))

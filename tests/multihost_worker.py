@@ -18,21 +18,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cxrjax import input as input_lib
-from cxrjax import losses, sharding, train
+from cxrjax import losses
+from cxrjax.data import pipeline, shard_format
 from cxrjax.models import create_model
-from cxrjax.state import create_train_state
+from cxrjax.runtime import sharding
+from cxrjax.training import train
+from cxrjax.training.state import create_train_state
 
 GLOBAL_BATCH = 16
 NUM_STEPS = 3
-FIELDS = ("image", "labels", *input_lib.METADATA_FIELDS)
+FIELDS = ("image", "labels", *shard_format.METADATA_FIELDS)
 
 
 def local_batches(builder_dir: str, process_index: int, process_count: int) -> list[dict[str, np.ndarray]]:
     """This process's share of the first NUM_STEPS global batches (random 28² crops and flips of the 32² shards),
     sliced and augmented by the training pipeline itself."""
-    shards = input_lib.open_shards(builder_dir)
-    dataset = input_lib.train_dataset(
+    shards = shard_format.open_shards(builder_dir)
+    dataset = pipeline.train_dataset(
         shards, np.arange(len(shards.metadata)), global_batch=GLOBAL_BATCH, crop=28, num_steps=NUM_STEPS, seed=0,
         process_index=process_index, process_count=process_count,
         read_options=grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))

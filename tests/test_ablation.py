@@ -6,7 +6,7 @@ import os
 import pytest
 
 from cxrjax import cli
-from cxrjax.findings import FINDINGS
+from cxrjax.data.findings import FINDINGS
 
 
 def test_ablation_trains_one_run_per_loss_and_tabulates(prepared_shards, tmp_path, capsys):
@@ -41,6 +41,6 @@ def test_a_bad_loss_spec_fails_before_training(prepared_shards, tmp_path, capsys
 
 @pytest.mark.parametrize("spec,name", [("class_aware:margin=0,decouple=false", "class_aware-margin=0-decouple=false")])
 def test_run_names_are_folder_safe(spec, name):
-    from cxrjax.ablation import run_name
+    from cxrjax.tools.ablation import run_name
 
     assert run_name(spec) == name

@@ -10,14 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cxrjax.models import BACKBONES, create_model
-from cxrjax.models import densenet, swin
+from cxrjax.models import BACKBONES, create_model, densenet, swin
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 torch.set_num_threads(1)
 
-from cxrjax.weights import from_torch  # noqa: E402  (after the torch skip: these tests need the references)
+from cxrjax.models.weights import from_torch  # noqa: E402  (after the torch skip: these tests need the references)
 
 FEATURES = {
     "resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048,

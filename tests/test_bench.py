@@ -8,7 +8,8 @@ import time
 
 import psutil
 
-from cxrjax import bench, bench_profile, cli
+from cxrjax import cli
+from cxrjax.tools import bench, bench_profile
 
 
 def _positive_finite(value) -> bool:

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from cxrjax import checkpoint, cli
+from cxrjax import cli
+from cxrjax.runtime import checkpoint
 
 AUCS = {1: 0.60, 2: 0.90, 3: 0.55, 4: 0.70, 5: 0.80, 6: 0.65}  # step 2 best; then four worse, each the latest once
 

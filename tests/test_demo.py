@@ -5,8 +5,8 @@ import json
 import os
 
 from cxrjax import cli
-from cxrjax.demo import run_demo
-from cxrjax.findings import FINDINGS
+from cxrjax.data.findings import FINDINGS
+from cxrjax.tools.demo import run_demo
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 
 from conftest import TraceCounter, assert_same_forward
-from cxrjax import evaluate, thresholds, train
-from cxrjax import input as input_lib
 from cxrjax.configs import default
-from cxrjax.findings import FINDINGS
+from cxrjax.data import shard_format
+from cxrjax.data.findings import FINDINGS
+from cxrjax.evaluation import evaluate, forward
+from cxrjax.metrics import thresholds
 from cxrjax.models import create_model
+from cxrjax.training import train
 
 
 @pytest.fixture(scope="module")
@@ -27,13 +29,13 @@ def model_and_variables():
 def test_flip_and_tencrop_average_the_right_views(model_and_variables):
     model, variables = model_and_variables
     images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 1), dtype=np.uint8)
-    plain = evaluate.make_predict_step(model, jnp.float32)
-    flip = evaluate.make_predict_step(model, jnp.float32, tta="flip")
+    plain = forward.make_predict_step(model, jnp.float32)
+    flip = forward.make_predict_step(model, jnp.float32, tta="flip")
     centre = images[:, 2:30, 2:30]
     expected_flip = (plain(variables, centre) + plain(variables, centre[:, :, ::-1])) / 2
     assert_same_forward(flip(variables, centre), expected_flip)  # a batch of 6 vs 3
 
-    tencrop = evaluate.make_predict_step(model, jnp.float32, tta="tencrop", crop=28)
+    tencrop = forward.make_predict_step(model, jnp.float32, tta="tencrop", crop=28)
     windows = [images[:, t:t + 28, l:l + 28] for t, l in ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2))]
     views = windows + [w[:, :, ::-1] for w in windows]
     expected = np.mean([plain(variables, v) for v in views], axis=0)
@@ -52,8 +54,8 @@ def test_tta_gives_each_view_its_own_images_metadata():
     images = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
     metadata = {"age": np.array([20.0, 45.0, 70.0, 90.0], np.float32), "sex": np.array([0, 1, 1, 0], np.int32),
                 "view": np.array([1, 0, 1, 0], np.int32)}
-    plain = evaluate.make_predict_step(model, jnp.float32)
-    flip = evaluate.make_predict_step(model, jnp.float32, tta="flip")
+    plain = forward.make_predict_step(model, jnp.float32)
+    flip = forward.make_predict_step(model, jnp.float32, tta="flip")
     expected = (plain(variables, images, metadata) + plain(variables, images[:, :, ::-1], metadata)) / 2
     assert_same_forward(flip(variables, images, metadata), expected)
     shuffled = {name: values[::-1] for name, values in metadata.items()}
@@ -63,14 +65,14 @@ def test_tta_gives_each_view_its_own_images_metadata():
 def test_sharded_tta_step_needs_no_collectives(model_and_variables):
     """With the batch sharded over the 8 devices, every view of an image stays on its device: the compiled step has
     no all-gather (stacking views view-major had one, and ran ten-crop 8x slower)."""
-    from cxrjax import sharding
+    from cxrjax.runtime import sharding
 
     model, variables = model_and_variables
     images = sharding.to_global({"image": np.zeros((16, 32, 32, 1), np.uint8)}, sharding.data_mesh())["image"]
     metadata = sharding.to_global({"age": np.zeros(16, np.float32), "sex": np.zeros(16, np.int32),
                                    "view": np.zeros(16, np.int32)}, sharding.data_mesh())
     for tta, crop in (("flip", None), ("tencrop", 28)):
-        step = evaluate.make_predict_step(model, jnp.float32, tta=tta, crop=crop)
+        step = forward.make_predict_step(model, jnp.float32, tta=tta, crop=crop)
         text = step.lower(variables, images if crop else images[:, 2:30, 2:30], metadata).compile().as_text()
         for collective in ("all-gather", "all-to-all", "collective-permute", "all-reduce"):
             assert collective not in text, (tta, collective)
@@ -78,7 +80,7 @@ def test_sharded_tta_step_needs_no_collectives(model_and_variables):
 
 def test_unknown_tta_is_refused(model_and_variables):
     with pytest.raises(ValueError, match="unknown test-time augmentation"):
-        evaluate.tta_views(jnp.zeros((1, 8, 8, 1)), "rotate", 4)
+        forward.tta_views(jnp.zeros((1, 8, 8, 1)), "rotate", 4)
 
 
 # --- whole splits of two short runs that differ only in their seed -------------------------------------------------
@@ -131,7 +133,7 @@ def test_ensemble_of_two_runs_averages_their_predictions(two_runs, prepared_shar
         evaluate.evaluate_workdir(workdir, "latest", "val", bootstrap=0)
         validation.append(_read_predictions(os.path.join(workdir, "eval", "val", "predictions.csv")))
     val_names = validation[0][0]
-    metadata = input_lib.open_shards(prepared_shards[1]).metadata
+    metadata = shard_format.open_shards(prepared_shards[1]).metadata
     index = {name: i for i, name in enumerate(metadata.image_index)}
     val_labels = metadata.labels[[index[name] for name in val_names]]
     expected = thresholds.choose_thresholds(val_labels, (validation[0][1] + validation[1][1]) / 2)

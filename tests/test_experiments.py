@@ -13,11 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cxrjax import checkpoint, evaluate, losses, sharding, train
+from cxrjax import losses
 from cxrjax.configs import default as default_config
 from cxrjax.configs import demo as demo_config
-from cxrjax.findings import FINDINGS
-from cxrjax.run import build_run
+from cxrjax.data.findings import FINDINGS
+from cxrjax.evaluation import evaluate
+from cxrjax.runtime import checkpoint, sharding
+from cxrjax.training import train
+from cxrjax.training.run import build_run
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
 CONFIG_FILES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(EXPERIMENTS, "*.py")))

@@ -16,17 +16,20 @@ import optax
 import pytest
 
 from conftest import assert_same_forward
-from cxrjax import images, localize, losses, nih, sharding, train
-from cxrjax import input as input_lib
+from cxrjax import losses
 from cxrjax.configs import default
-from cxrjax.evaluate import Inference
-from cxrjax.explain import make_gradcam_step, overlay
-from cxrjax.findings import FINDINGS, NUM_FINDINGS
+from cxrjax.data import images, nih, shard_format
+from cxrjax.data.decode import resize_area
+from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
+from cxrjax.evaluation.load import TrainedRun
+from cxrjax.inference import localize
+from cxrjax.inference.explain import make_gradcam_step, overlay
 from cxrjax.models import create_model
-from cxrjax.preprocess import normalize
-from cxrjax.state import create_train_state
+from cxrjax.models.preprocess import normalize
+from cxrjax.runtime import sharding
+from cxrjax.training import train
+from cxrjax.training.state import create_train_state
 from data_pipelines import synthetic
-from data_pipelines.decode import resize_area
 
 SIZE = 72
 CARDIOMEGALY = FINDINGS.index("Cardiomegaly")
@@ -48,7 +51,7 @@ def _draw(count: int, seed: int, size: int = SIZE, cardiomegaly: float = 0.5):
 
 @pytest.fixture(scope="module")
 def trained():
-    """An `Inference` for ResNet-18 after one epoch over 320 images (10 steps of 32)."""
+    """A `TrainedRun` for ResNet-18 after one epoch over 320 images (10 steps of 32)."""
     pictures, labels, _ = _draw(320, seed=0)
     model = create_model("resnet18", NUM_FINDINGS)
     mesh = sharding.data_mesh(jax.devices()[:1])
@@ -56,12 +59,12 @@ def trained():
     step = jax.jit(functools.partial(train.train_step, objective=losses.build_objective({"logits": ("bce", 1.0)}),
                                      dtype=jnp.float32, dropout_key=jax.random.key(1)), donate_argnums=0)
     order = np.random.default_rng(1).permutation(len(pictures))
-    unused_metadata = {name: np.zeros(32, np.float32) for name in input_lib.METADATA_FIELDS}  # a plain classifier
+    unused_metadata = {name: np.zeros(32, np.float32) for name in shard_format.METADATA_FIELDS}  # a plain classifier
     for batch in order.reshape(-1, 32):
         state, _ = step(state, {"image": pictures[batch, :, :, None], "labels": labels[batch], **unused_metadata})
     config = default.get_config()
     config.data.size = config.data.crop = SIZE
-    return Inference(config, model, {"params": state.params, "batch_stats": state.batch_stats}, jnp.float32, 0, {})
+    return TrainedRun(config, model, {"params": state.params, "batch_stats": state.batch_stats}, jnp.float32, 0, {})
 
 
 @pytest.fixture(scope="module")
@@ -105,15 +108,15 @@ def test_unknown_layer_is_refused(trained):
 
 
 def _fake_shards(pictures, source_size, names):
-    """`input.Shards` over in-memory records (what `localize_shards` reads: image, image_index, source_size; not the
-    serialized records)."""
+    """`shard_format.Shards` over in-memory records (what `localize_shards` reads: image, image_index, source_size;
+    not the serialized records)."""
     count = len(pictures)
-    metadata = input_lib.Metadata(
+    metadata = shard_format.Metadata(
         image_index=np.array(names), patient_id=np.arange(count), is_test=np.ones(count, bool),
         labels=np.zeros((count, NUM_FINDINGS), np.uint8), age=np.zeros(count, np.float32),
         sex=np.zeros(count, np.int32), view=np.zeros(count, np.int32),
         source_size=np.tile(source_size, (count, 1)))
-    return input_lib.Shards(source=[{"image": p[..., None]} for p in pictures], serialized=None, metadata=metadata,
+    return shard_format.Shards(source=[{"image": p[..., None]} for p in pictures], serialized=None, metadata=metadata,
                             size=pictures.shape[1])
 
 
@@ -189,8 +192,8 @@ def test_overlay_blends_by_heat():
 def test_gradcam_of_every_architecture(architecture, head):
     """Grad-CAM runs on every architecture, its probabilities those of the evaluation step; the two-backbone models'
     map is the sum of their two streams' maps (checked on F-MSML)."""
-    from cxrjax.evaluate import make_predict_step
-    from cxrjax.explain import default_layers
+    from cxrjax.evaluation.forward import make_predict_step
+    from cxrjax.inference.explain import default_layers
     from cxrjax.models import init_variables
 
     model = create_model("resnet18", NUM_FINDINGS, architecture=architecture)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from cxrjax import cli
-from cxrjax.findings import FINDINGS
+from cxrjax.data.findings import FINDINGS
 
 
 def test_folds_mean_and_sample_sd(tmp_path, capsys):

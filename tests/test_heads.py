@@ -12,8 +12,16 @@ import numpy as np
 import pytest
 
 from cxrjax.models import create_model, resnet
-from cxrjax.models.heads import (BilinearHead, MetadataClassifier, SelfBilinear, bilinear_pool, encode_metadata,
-                                 example_metadata, match_spatial, signed_sqrt)
+from cxrjax.models.heads import (
+    BilinearHead,
+    MetadataClassifier,
+    SelfBilinear,
+    bilinear_pool,
+    encode_metadata,
+    example_metadata,
+    match_spatial,
+    signed_sqrt,
+)
 
 # A one-block ResNet: the codebase's module, stride 4, 64 channels, BatchNorm (so batch_stats exist); compiles fast.
 TinyResNet = functools.partial(resnet.ResNet, stage_sizes=(1,), block_cls=resnet.BasicBlock)

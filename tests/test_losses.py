@@ -15,7 +15,7 @@ import pytest
 from jax.test_util import check_grads
 
 from cxrjax import losses
-from cxrjax.class_stats import positive_rate
+from cxrjax.data.class_stats import positive_rate
 
 C = 14
 # Positive rates spanning ChestX-ray14's range (Hernia ~0.2%, Infiltration ~18%), made float32-exact so that the

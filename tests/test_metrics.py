@@ -13,10 +13,11 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from conftest import shared_data
-from cxrjax import metrics, published
-from cxrjax.findings import FINDINGS
-from cxrjax.nih import read_data_entry
-from cxrjax.score import read_predictions
+from cxrjax import metrics
+from cxrjax.data.findings import FINDINGS
+from cxrjax.data.nih import read_data_entry
+from cxrjax.evaluation.score import read_predictions
+from cxrjax.metrics import published
 
 A, C = FINDINGS.index("Atelectasis"), FINDINGS.index("Cardiomegaly")
 

@@ -15,11 +15,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import assert_same_training
 import multihost_worker
-from cxrjax import checkpoint
-from cxrjax import input as input_lib
-from cxrjax import sharding
+from conftest import assert_same_training
+from cxrjax.data import pipeline, shard_format
+from cxrjax.runtime import checkpoint, sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_PROCESSES = 2
@@ -151,8 +150,8 @@ def test_sigterm_to_one_process_stops_both_at_one_step(prepared_shards, tmp_path
 
 
 def _first_batch(builder_dir: str, process_index: int, process_count: int) -> dict[str, np.ndarray]:
-    shards = input_lib.open_shards(builder_dir)
-    dataset = input_lib.train_dataset(shards, np.arange(len(shards.metadata)), global_batch=16, crop=28,
+    shards = shard_format.open_shards(builder_dir)
+    dataset = pipeline.train_dataset(shards, np.arange(len(shards.metadata)), global_batch=16, crop=28,
                                       num_steps=1, seed=0, process_index=process_index,
                                       process_count=process_count)
     return next(iter(dataset))

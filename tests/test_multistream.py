@@ -16,9 +16,17 @@ import numpy as np
 import optax
 import pytest
 
-from cxrjax import can_loss, losses
-from cxrjax.models import (ARCHITECTURES, BACKBONES, create_model, init_variables, load_backbone, parameter_groups,
-                           resnet, vgg)
+from cxrjax import losses
+from cxrjax.models import (
+    ARCHITECTURES,
+    BACKBONES,
+    create_model,
+    init_variables,
+    load_backbone,
+    parameter_groups,
+    resnet,
+    vgg,
+)
 from cxrjax.models.heads import Classifier, bilinear_pool, example_metadata
 from cxrjax.models.multistream import tie_streams
 
@@ -148,7 +156,7 @@ def test_attention_agreement_is_the_total_variation_distance():
         jnp.array([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]),  # disjoint: 1
         jnp.array([[0.5, 0.5, 0, 0], [0.5, 0, 0.5, 0]]),  # half the mass moved: 0.5
     ])
-    np.testing.assert_allclose(can_loss.attention_agreement(attention, None), [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(losses.attention_agreement(attention, None), [0.0, 1.0, 0.5])
 
 
 @pytest.mark.parametrize("architecture", sorted(ARCHITECTURES))
@@ -174,7 +182,7 @@ def objective(outputs, labels):
     """BCE on every [B, 14] head, plus the attention loss on CAN's attention maps."""
     total = 0.0
     for head, value in outputs.items():
-        loss = can_loss.attention_agreement if head == "attention" else losses.bce
+        loss = losses.attention_agreement if head == "attention" else losses.bce
         total += jnp.mean(loss(value, labels))
     return total
 

@@ -3,8 +3,8 @@
 import numpy as np
 
 from conftest import shared_data
-from cxrjax import nih
-from cxrjax.findings import FINDINGS
+from cxrjax.data import nih
+from cxrjax.data.findings import FINDINGS
 
 
 def test_v2020_and_2017_csvs_parse_to_the_same_images():

@@ -13,13 +13,14 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from conftest import assert_same_forward, shared_data
-from cxrjax import explain, images, localize, nih, predict, train
-from cxrjax import input as input_lib
 from cxrjax.configs import default
-from cxrjax.evaluate import load_inference
-from cxrjax.findings import FINDINGS
+from cxrjax.data import images, nih, shard_format
+from cxrjax.data.findings import FINDINGS
+from cxrjax.data.shard_format import builder_dir
+from cxrjax.evaluation.load import load_run
+from cxrjax.inference import explain, localize, predict
+from cxrjax.training import train
 from data_pipelines import synthetic
-from data_pipelines.prepare import builder_dir
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def workdir(prepared_shards, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def inference(workdir):
-    return load_inference(workdir)
+    return load_run(workdir)
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +89,11 @@ def test_release_pngs_including_rgba(inference, tmp_path):
 
 
 def test_file_reaches_the_model_as_its_shard_record(synthetic_release, prepared_shards):
-    """A release PNG read by `cxrjax.images` equals its shard record after the evaluation centre crop."""
-    from cxrjax import input as input_lib
-    from data_pipelines.prepare import builder_dir
+    """A release PNG read by `cxrjax.data.images` equals its shard record after the evaluation centre crop."""
+    from cxrjax.data import shard_format
+    from cxrjax.data.shard_format import builder_dir
 
-    shards = input_lib.open_shards(builder_dir(prepared_shards[0], 32, "v2020"))
+    shards = shard_format.open_shards(builder_dir(prepared_shards[0], 32, "v2020"))
     for record in (0, 7, 123):
         name = shards.metadata.image_index[record]
         pixels, size = images.load_input(os.path.join(synthetic_release, "images", name), 32, 28)
@@ -251,14 +252,14 @@ def fusion_workdir(prepared_shards, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fusion(fusion_workdir):
-    return load_inference(fusion_workdir)
+    return load_run(fusion_workdir)
 
 
 def _fusion_forward(inference, image, age, sex, view):
     """The fusion model's probabilities for one (crop, crop, 1) image, straight from `model.apply`."""
     import jax
 
-    from cxrjax.preprocess import normalize
+    from cxrjax.models.preprocess import normalize
 
     metadata = {"age": np.array([age], np.float32), "sex": np.array([sex], np.int32),
                 "view": np.array([view], np.int32)}
@@ -267,7 +268,7 @@ def _fusion_forward(inference, image, age, sex, view):
 
 
 def test_fusion_model_predicts_with_the_given_metadata(fusion, radiograph, tmp_path):
-    assert predict.reads_metadata(fusion) and fusion.config.model.architecture == "fusion"
+    assert fusion.architecture.reads_metadata and fusion.config.model.architecture == "fusion"
     paths = [_save_png(tmp_path / f"x{i}.png", np.roll(radiograph, 9 * i, axis=1)) for i in range(3)]
     given = predict.Metadata(age=61.0, sex="F", view="AP")
     results, errors = predict.predict_files(fusion, paths, batch_size=2, metadata=given)  # a padded last batch
@@ -316,7 +317,7 @@ def test_fusion_model_without_metadata_fails_with_one_line(fusion, radiograph, t
 
 def test_plain_classifier_ignores_metadata(inference, radiograph, tmp_path):
     png = _save_png(tmp_path / "x.png", radiograph)
-    assert not predict.reads_metadata(inference)
+    assert not inference.architecture.reads_metadata
     (plain,), _ = predict.predict_files(inference, [png])
     (given,), _ = predict.predict_files(inference, [png], metadata=predict.Metadata(50.0, "M", "PA"))
     np.testing.assert_array_equal(plain.probabilities, given.probabilities)
@@ -348,7 +349,7 @@ def test_predict_command_metadata_flags(fusion_workdir, radiograph, tmp_path, ca
                      "--json", "--cam", str(cams)])
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    (expected,), _ = predict.predict_files(load_inference(fusion_workdir), [png],
+    (expected,), _ = predict.predict_files(load_run(fusion_workdir), [png],
                                            metadata=predict.Metadata(61.0, "F", "AP"))
     np.testing.assert_allclose(list(printed["predictions"][0]["probabilities"].values()), expected.probabilities,
                                atol=1e-6)
@@ -374,7 +375,7 @@ def test_localization_check_of_a_fusion_run_uses_each_records_metadata(fusion_wo
                                               split="test", batch_size=4)
     assert rows and metrics["num_boxes"] == len(rows) and seen and all(m is not None for m in seen)
     data = fusion.config.data
-    manifest = input_lib.open_shards(builder_dir(data.data_dir, data.size)).metadata
+    manifest = shard_format.open_shards(builder_dir(data.data_dir, data.size)).metadata
     images_in_order = list(dict.fromkeys(row.image_index for row in rows))  # the order Grad-CAM saw them in
     records = [list(manifest.image_index).index(name) for name in images_in_order[:4]]
     for field in ("age", "sex", "view"):

@@ -7,14 +7,14 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from array_record.python import array_record_module
 from PIL import Image
 
 from conftest import shared_data
-from cxrjax import nih
-from cxrjax.findings import FINDINGS
-from array_record.python import array_record_module
+from cxrjax.data import nih
+from cxrjax.data.decode import load_image
+from cxrjax.data.findings import FINDINGS
 from data_pipelines.chestxray14 import store_uncompressed
-from data_pipelines.decode import load_image
 from data_pipelines.prepare import prepare
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from cxrjax import cli
 from cxrjax.configs import default
-from cxrjax.run import build_run
+from cxrjax.training.run import build_run
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrjax import metrics, published, report, thresholds
-from cxrjax.findings import FINDINGS
+from cxrjax import metrics
+from cxrjax.data.findings import FINDINGS
+from cxrjax.evaluation import report
+from cxrjax.metrics import published, thresholds
 
 A, E = FINDINGS.index("Atelectasis"), FINDINGS.index("Effusion")
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import shared_data
 from cxrjax import cli, metrics
-from cxrjax.findings import FINDINGS
+from cxrjax.data.findings import FINDINGS
 
 
 def test_reproduces_the_published_reference_aucs(tmp_path):
@@ -51,7 +51,7 @@ def test_scores_prob_columns_and_image_lists(labelled):
     _write(tmp_path / "p.csv", ["Image Index", *(f"prob_{f}" for f in FINDINGS)],
            [[n, *p] for n, p in zip(names, probabilities)])
     (tmp_path / "list.txt").write_text("\n".join(names[:30]) + "\n")
-    from cxrjax.score import score
+    from cxrjax.evaluation.score import score
 
     result = score(str(tmp_path / "p.csv"), str(tmp_path / "Data_Entry.csv"), str(tmp_path / "list.txt"))
     expected = metrics.per_finding_auc(labels[:30], probabilities[:30])

@@ -1,10 +1,13 @@
 """Split protocols: seeded, patient-disjoint, covering every record once."""
 
+import types
+
 import numpy as np
 import pytest
 
 from conftest import shared_data
-from cxrjax import nih, splits
+from cxrjax.configs import default
+from cxrjax.data import nih, splits
 
 
 def _patients(n=3000, seed=0):
@@ -50,9 +53,12 @@ def test_official_split_on_the_real_lists():
     test = set(nih.read_image_list(shared_data("nih", "test_list.txt")))
     patients = np.array([e.patient_id for e in entries])
     is_test = np.array([e.image_index in test for e in entries])
-    parts = splits.make_split("official", patients, is_test, seed=0)
+    data = default.get_config().data  # the official protocol, seed 0
+    metadata = types.SimpleNamespace(patient_id=patients, is_test=is_test)  # what split_records reads
+    parts = splits.split_records(data, metadata)
     _assert_partition(parts, patients)
     assert len(parts["test"]) == 25_596 and is_test[parts["test"]].all()
     assert abs(len(parts["val"]) - 17_305) < 300  # the capstone's 69,219 / 17,305 cut of train_val
     with pytest.raises(ValueError, match="unknown split protocol"):
-        splits.make_split("bogus", patients, is_test)
+        data.protocol = "bogus"
+        splits.split_records(data, metadata)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from cxrjax.configs import default
-from cxrjax.plateau import PlateauDecay, set_scale
-from cxrjax.state import create_optimizer, learning_rate_schedule
+from cxrjax.training.plateau import PlateauDecay, set_scale
+from cxrjax.training.state import create_optimizer, learning_rate_schedule
 
 
 def test_step_decay_divides_by_ten_every_three_epochs():

@@ -15,10 +15,13 @@ import optax
 import pytest
 
 from conftest import TraceCounter, assert_same_training
-from cxrjax import checkpoint, evaluate, losses, sharding, train
+from cxrjax import losses
 from cxrjax.configs import default
+from cxrjax.evaluation import evaluate
 from cxrjax.models import create_model
-from cxrjax.state import create_train_state
+from cxrjax.runtime import checkpoint, sharding
+from cxrjax.training import train
+from cxrjax.training.state import create_train_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

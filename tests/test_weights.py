@@ -12,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cxrjax import weights
-from cxrjax.models import BACKBONES, create_model
-from cxrjax.preprocess import normalize
+from cxrjax.models import BACKBONES, create_model, weights
+from cxrjax.models.preprocess import normalize
 
 TIMM_NAMES = {
     "swin_tiny": "swin_tiny_patch4_window7_224",
@@ -87,7 +86,7 @@ def test_wrong_shapes_are_rejected_with_both_shapes(torch):
 
 def test_only_documented_keys_are_skipped_and_they_are_logged(torch, caplog):
     state = numpy_state(reference(torch, "resnet18"))
-    with caplog.at_level(logging.INFO, logger="cxrjax.weights"):
+    with caplog.at_level(logging.INFO, logger="cxrjax.models.weights"):
         weights.from_torch("resnet18", state, num_classes=1000)
     assert "deliberately not imported (20 keys" in caplog.text and "bn1.num_batches_tracked" in caplog.text
     state["layer4.1.extra.weight"] = np.zeros(3, np.float32)
@@ -134,7 +133,7 @@ def test_original_swin_layout_is_renamed_and_its_buffers_skipped(torch):
 def test_other_number_of_classes_keeps_the_backbone_and_starts_the_head_fresh(torch, caplog):
     state = numpy_state(reference(torch, "densenet121"))
     imagenet = weights.from_torch("densenet121", state, num_classes=1000)
-    with caplog.at_level(logging.WARNING, logger="cxrjax.weights"):
+    with caplog.at_level(logging.WARNING, logger="cxrjax.models.weights"):
         chest = weights.from_torch("densenet121", state, num_classes=14, rng=jax.random.key(7))
     assert ("head 'fc' (14 classes) initialised fresh because the checkpoint's classifier has 1000 outputs"
             in caplog.text)
@@ -209,7 +208,8 @@ def test_cli_import_of_a_torch_pickle_without_torch_is_one_line_and_nonzero(tmp_
     captured = capsys.readouterr()
     assert status != 0 and not (tmp_path / "out.msgpack").exists()
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
-    assert captured.err.startswith(f"cxrjax import-weights: error: {source} is a PyTorch pickle: reading it needs torch")
+    assert captured.err.startswith(f"cxrjax import-weights: error: {source} is a PyTorch pickle: reading it needs "
+                                   "torch")
 
 
 def test_converted_variables_round_trip_through_a_file(tmp_path):

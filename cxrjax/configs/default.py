@@ -1,7 +1,9 @@
 """The base configuration: every field a run reads, with the values most paper rows share.
 
-An experiment file (`experiments/<name>.py`) calls this `get_config()` and overrides fields; any field can also be
-overridden on the command line, e.g. `--config.optimizer.learning_rate=3e-4`.
+An experiment file (`experiments/<name>.py`) calls this `get_config()` and sets, in its own `get_config()`, every
+value its paper row changes; its config arguments (`:smoke`, `:scratch`, the row's choices) are read by
+`cxrjax.configs.arguments`. Any field can also be overridden on the command line, e.g.
+`--config.optimizer.learning_rate=3e-4`.
 """
 
 import ml_collections
@@ -42,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.require_pretrained = False
     config.model.pretrained_second = ""  # can: weights for the second branch ("" = pretrained)
     config.model.init_from = ""  # a workdir whose best checkpoint initialises this run (staged training)
-    config.model.require_init_from = False  # True: a later stage of a staged training; refuses to start without init_from
+    config.model.require_init_from = False  # True: a later stage of a staged training; won't start without init_from
     config.model.frozen = ()  # top-level modules that get no update, e.g. ("backbone",)
 
     # {head: {loss, weight, kwargs}}: the training objective is the weighted sum over heads (cxrjax.losses).
@@ -68,47 +70,3 @@ def get_config() -> ml_collections.ConfigDict:
     config.prefetch_batches = 2  # global batches put on the devices ahead of the step (cxrjax.prefetch)
     return config
 
-
-def smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Shrinks a paper config to seconds on the synthetic release (`--config experiments/x.py:smoke`): the same
-    model, losses and training code; two steps of batch 8 (divisible by 8 devices) and an evaluation; random init. Swin keeps its
-    224² input (its windows need 7 x 32 pixels); CNNs train on 56² crops of 64² shards."""
-    swin = config.model.name.startswith("swin")
-    config.data.size, config.data.crop = (256, 224) if swin else (64, 56)
-    config.data.num_threads = 2
-    config.model.pretrained = config.model.pretrained_second = config.model.init_from = ""
-    config.model.require_pretrained = False  # the synthetic release has no weights to start from
-    config.model.require_init_from = False  # nor a stage 1 to start from (a test that has one sets init_from)
-    config.batch_size, config.eval_batch_size = 8, 8
-    config.num_epochs, config.steps_per_epoch, config.log_every_steps = 1, 2, 1
-    return config
-
-
-COMMON_ARGUMENTS = ("smoke", "scratch")  # accepted by every experiment file
-
-
-def finish(config: ml_collections.ConfigDict, arguments: set[str]) -> ml_collections.ConfigDict:
-    """Applies the arguments every experiment file takes: `:scratch` (random init instead of the paper's ImageNet
-    start: clears `model.require_pretrained`) and `:smoke` (`smoke`)."""
-    if "scratch" in arguments:
-        config.model.require_pretrained = False
-    return smoke(config) if "smoke" in arguments else config
-
-
-def parse_arguments(argument: str | None, choices: tuple[str, ...] = ()) -> set[str]:
-    """`get_config("large,smoke")` → {"large", "smoke"}; anything but `smoke`, `scratch` and `choices` is an error."""
-    arguments = {a.strip() for a in (argument or "").split(",") if a.strip()}
-    allowed = [*COMMON_ARGUMENTS, *(c for c in choices if c not in COMMON_ARGUMENTS)]
-    unknown = arguments - set(allowed)
-    if unknown:
-        raise ValueError(f"unknown config argument(s) {sorted(unknown)}; choose from {allowed}")
-    return arguments
-
-
-def choose(arguments: set[str], choices: tuple[str, ...], default: str) -> str:
-    """The one argument of the mutually exclusive `choices` that was given, `default` when none was; a ValueError
-    when several were (`:local1,local2` is not a config)."""
-    chosen = [c for c in choices if c in arguments]
-    if len(chosen) > 1:
-        raise ValueError(f"config arguments {chosen} exclude each other: give at most one of {list(choices)}")
-    return chosen[0] if chosen else default

@@ -1,6 +1,11 @@
 """The model registry: a backbone (`BACKBONES`) inside an architecture (`ARCHITECTURES`), built by `create_model`;
 and the helpers that training needs around any of them: `init_variables`, `load_backbone`, `parameter_groups`.
 
+An architecture is one record (`Architecture`): how it is built, which of its modules take imported (ImageNet)
+weights, which layers Grad-CAM explains, whether it reads age, sex and view, and whether its streams start tied.
+Everything outside this package asks the record (`ARCHITECTURES[name]`, `architecture_of(model)`), so adding an
+architecture touches this package and its test only.
+
 A model is named by two config fields, `name` (the feature extractor, a key of BACKBONES) and `architecture` (what
 is built around it, a key of ARCHITECTURES; default "classifier"):
 
@@ -27,14 +32,17 @@ top-level module that holds them (`parameter_groups`):
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from cxrjax.data.findings import NUM_FINDINGS
 from cxrjax.models import densenet, resnet, swin, vgg
 from cxrjax.models.heads import Classifier, MetadataClassifier, SelfBilinear, example_metadata
 from cxrjax.models.multistream import FMSML, CrossAttentionNetwork, tie_streams
@@ -86,13 +94,55 @@ def _can(backbone: BackboneFactory, name: str, num_classes: int, dtype, second_b
                                  num_classes=num_classes, channels=reduce_channels, dtype=dtype)
 
 
+Layer = tuple[str, ...]  # a submodule's path, e.g. ("backbone",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """What an architecture is, in one place.
+
+    `pretrained_into`: module → the `config.model` field naming the `cxrjax import-weights` file its backbone comes
+    from (a second field that is empty falls back to `pretrained`); None: the import is the whole model (the plain
+    classifier, its fc too when the class count matches). `gradcam_layers`: the feature maps Grad-CAM explains,
+    summed (a head that reads two backbones is explained by both). `tie_streams`: init gives stream2 stream1's
+    weights when their shapes match (Ge et al. start both streams from the same weights)."""
+
+    build: Callable[..., nn.Module]  # (backbone factory, name, num_classes, dtype, **options) → the model
+    module: type  # the flax module class `build` returns: how a built model finds its record
+    pretrained_into: Mapping[str, str] | None
+    gradcam_layers: tuple[Layer, ...]
+    reads_metadata: bool = False  # age, sex and view position besides the image
+    tie_streams: bool = False
+
+
+BACKBONE: Layer = ("backbone",)
 ARCHITECTURES = {
-    "classifier": _classifier,
-    "fusion": _fusion,
-    "bilinear": _bilinear,
-    "fmsml": _fmsml,
-    "can": _can,
+    "classifier": Architecture(_classifier, Classifier, None, (BACKBONE,)),
+    "fusion": Architecture(_fusion, MetadataClassifier, {"backbone": "pretrained"}, (BACKBONE,), reads_metadata=True),
+    "bilinear": Architecture(_bilinear, SelfBilinear, {"backbone": "pretrained"}, (BACKBONE,)),
+    "fmsml": Architecture(_fmsml, FMSML, {"stream1": "pretrained", "stream2": "pretrained"},
+                          (("stream1",), ("stream2",)), tie_streams=True),
+    "can": Architecture(_can, CrossAttentionNetwork, {"branch1": "pretrained", "branch2": "pretrained_second"},
+                        (("branch1",), ("branch2",))),
 }
+
+
+def architecture_of(model: nn.Module) -> Architecture:
+    """The record of a built model."""
+    for architecture in ARCHITECTURES.values():
+        if type(model) is architecture.module:
+            return architecture
+    raise ValueError(f"{type(model).__name__} is not a registered architecture")
+
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+    """A config's `model.dtype` name → the dtype activations are computed in (parameters and losses stay float32)."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"unknown compute dtype {name!r}; choose one of {sorted(COMPUTE_DTYPES)}")
+    return COMPUTE_DTYPES[name]
 
 
 def create_model(name: str, num_classes: int = 14, dtype: Any = jnp.float32, *, architecture: str = "classifier",
@@ -110,7 +160,7 @@ def create_model(name: str, num_classes: int = 14, dtype: Any = jnp.float32, *, 
     for backbone_name in (name, second_backbone):
         if backbone_name is not None and backbone_name not in BACKBONES:
             raise ValueError(f"unknown model {backbone_name!r}; known: {', '.join(sorted(BACKBONES))}")
-    build = ARCHITECTURES[architecture]
+    build = ARCHITECTURES[architecture].build
     options = {key: value for key, value in (("second_backbone", second_backbone),
                                              ("reduce_channels", reduce_channels)) if value is not None}
     unused = sorted(set(options) - set(inspect.signature(build).parameters))
@@ -118,6 +168,14 @@ def create_model(name: str, num_classes: int = 14, dtype: Any = jnp.float32, *, 
         raise ValueError(f"architecture {architecture!r} does not take {', '.join(unused)}")
     return build(lambda backbone_name: BACKBONES[backbone_name](dtype=dtype, **backbone_kwargs), name, num_classes,
                  dtype, **options)
+
+
+def model_from_config(model: ml_collections.ConfigDict) -> nn.Module:
+    """The model a config's `model` section describes (name, architecture, second_backbone, reduce_channels, dtype,
+    backbone_kwargs), with the 14 findings' outputs."""
+    return create_model(model.name, NUM_FINDINGS, compute_dtype(model.dtype), architecture=model.architecture,
+                        second_backbone=model.second_backbone or None, reduce_channels=model.reduce_channels or None,
+                        **model.backbone_kwargs.to_dict())
 
 
 def init_variables(model: nn.Module, rng, images, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -130,7 +188,8 @@ def init_variables(model: nn.Module, rng, images, metadata: Mapping[str, Any] | 
     if metadata is None:
         metadata = example_metadata(images.shape[0])
     variables = model.init(rng, images, metadata=metadata, train=False)
-    if isinstance(model, FMSML) and _shapes(variables["params"]["stream1"]) == _shapes(variables["params"]["stream2"]):
+    if architecture_of(model).tie_streams and _shapes(variables["params"]["stream1"]) == _shapes(
+            variables["params"]["stream2"]):
         variables = tie_streams(variables)
     return variables
 

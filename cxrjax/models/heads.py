@@ -62,7 +62,7 @@ def example_metadata(batch_size: int) -> dict[str, jax.Array]:
 def encode_metadata(metadata: Mapping[str, Any]) -> jax.Array:
     """float32 [B, 5]: [age / 100 clipped to [0, 1], one-hot sex (M, F), one-hot view (PA, AP)].
 
-    Codes as in `cxrjax.nih.SEXES` / `VIEWS` (the batches' 'sex' and 'view'). Why this encoding: age in years
+    Codes as in `cxrjax.data.nih.SEXES` / `VIEWS` (the batches' 'sex' and 'view'). Why this encoding: age in years
     divided by 100 is of the order of the pooled ReLU features it is concatenated with; the clip bounds the few
     impossible ages of the 2017 CSV (data-entry errors of several hundred years) at 100. Sex and view are
     categories, so one-hot rather than 0/1: each value gets its own weight, and a code outside {0, 1} (e.g. -1 for

@@ -116,7 +116,7 @@ class CrossAttentionNetwork(nn.Module):
         a soft AND that suppresses what only one of them sees (the "attention noise"); with signed maps the product
         would have no such meaning. The product is average-pooled and classified → output 'logits' (the prediction).
       * Attention loss: output 'attention' [B, 2, H*W] holds the two branches' spatial attention maps (channel mean
-        of the projected maps, normalised to sum 1). `cxrjax.can_loss.attention_agreement` penalises their total
+        of the projected maps, normalised to sum 1). `cxrjax.losses.attention_agreement` penalises their total
         variation distance ½ Σ|a1 − a2| ∈ [0, 1]. Why agreement rather than sparsity: the Hadamard product only
         carries signal where both branches attend; if they attend to disjoint regions the fused feature vanishes, so
         the attention loss pulls each branch's evidence to where the other finds it, which is what makes the

@@ -1,0 +1,163 @@
+"""Reading a user's image file (PNG, JPEG or DICOM) into the model's input frame, and mapping between frames.
+
+Why one module: `cxrjax predict` must feed a file exactly what evaluation feeds a shard record, so a file goes
+through the same decoding (`cxrjax.data.decode.to_grayscale_float`, float on the 0..255 scale), the same area
+resize to `config.data.size`² and the same centre crop to `config.data.crop`² (as `pipeline.eval_dataset`). The
+geometry of that resize + crop also maps expert boxes (drawn in the original file's pixel frame) into the model's
+frame, and Grad-CAM maps back out of it.
+
+DICOM to 0..255 — the decision: a radiograph's stored values are detector units, often 12-16 bit, and the file says
+how it is meant to be displayed. So the Modality LUT (RescaleSlope / RescaleIntercept) is applied first; then, when
+the file carries a usable WindowCenter / WindowWidth, its first window maps to 0..255 (VOILUTFunction LINEAR,
+LINEAR_EXACT or SIGMOID, DICOM PS3.3 C.11.2.1): the contrast a radiologist is shown, robust to burned-in text and
+collimator edges that would stretch a min-max. Without a window, min-max over the image. A VOI LUT Sequence is not
+applied (min-max then). MONOCHROME1 (bright = low value) is inverted last, so the two photometric encodings of one
+image give the same pixels. Multi-frame and colour DICOM files are refused rather than guessed at.
+
+A file is taken for DICOM when its name ends in .dcm / .dicom or it has the "DICM" marker after the preamble;
+anything else goes to PIL. Every way a file can fail to be read raises `UnreadableImage`, with a one-line message
+that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxrjax.data.decode import UnsupportedImage, resize_area, to_grayscale_float
+
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+class UnreadableImage(ValueError):
+    """A file that cannot be read as a grayscale radiograph; the message is one line that names the file."""
+
+
+def _is_dicom(path: str) -> bool:
+    if path.lower().endswith(DICOM_SUFFIXES):
+        return True
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _window(ds) -> tuple[float, float, str] | None:
+    """(centre, width, VOI LUT function) of the file's first window; None when it has no usable one."""
+    from pydicom.multival import MultiValue
+
+    values = [ds.get(name) for name in ("WindowCenter", "WindowWidth")]
+    if any(v is None or v == "" or (isinstance(v, MultiValue) and not v) for v in values):
+        return None
+    center, width = (float(v[0]) if isinstance(v, MultiValue) else float(v) for v in values)
+    function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
+    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID") or width <= (1.0 if function == "LINEAR" else 0.0):
+        return None
+    return center, width, function
+
+
+def _apply_window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
+    """PS3.3 C.11.2.1.2 (LINEAR, with its half-pixel offsets) and C.11.2.1.3 (LINEAR_EXACT, SIGMOID), to 0..1."""
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR":
+        center, width = center - 0.5, width - 1.0
+    return np.clip((values - center) / width + 0.5, 0.0, 1.0)
+
+
+def _min_max(values: np.ndarray) -> np.ndarray:
+    low, high = float(values.min()), float(values.max())
+    return np.zeros_like(values) if high == low else (values - low) / (high - low)
+
+
+def _read_dicom(path: str) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    ds = pydicom.dcmread(path, force=True)
+    if "PixelData" not in ds:
+        raise UnreadableImage(f"{path}: DICOM file without pixel data")
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise UnreadableImage(f"{path}: DICOM photometric interpretation {photometric!r} is not a grayscale "
+                              "radiograph (MONOCHROME1/2)")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise UnreadableImage(f"{path}: multi-frame DICOM ({ds.NumberOfFrames} frames); expected one radiograph")
+    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+    window = _window(ds)
+    unit = _min_max(values) if window is None else _apply_window(values, *window)
+    if photometric == "MONOCHROME1":
+        unit = 1.0 - unit
+    return (unit * 255.0).astype(np.float32)
+
+
+def _read_picture(path: str) -> np.ndarray:
+    with Image.open(path) as image:
+        image.load()
+        return to_grayscale_float(image)
+
+
+def read_pixels(path: str | os.PathLike) -> np.ndarray:
+    """The whole image as float32 (height, width) on the 0..255 scale, at its own size."""
+    path = os.fspath(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise UnreadableImage(f"{path}: empty file")
+        pixels = _read_dicom(path) if _is_dicom(path) else _read_picture(path)
+    except UnreadableImage:
+        raise
+    except UnidentifiedImageError:
+        raise UnreadableImage(f"{path}: not an image (PNG, JPEG or DICOM)") from None
+    except UnsupportedImage as error:
+        raise UnreadableImage(f"{path}: {error}") from None
+    except OSError as error:
+        raise UnreadableImage(f"{path}: {error.strerror or error}") from None
+    except Exception as error:  # noqa: BLE001 — pydicom and PIL raise many types for corrupt files.
+        first_line = (str(error).splitlines() or [""])[0]
+        raise UnreadableImage(f"{path}: {type(error).__name__}: {first_line}") from None
+    if pixels.ndim != 2 or min(pixels.shape) == 0:
+        raise UnreadableImage(f"{path}: expected one 2-D grayscale image, got pixels of shape {pixels.shape}")
+    return pixels
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """The whole image as uint8 (height, width), at its own size (e.g. to draw an overlay on)."""
+    return np.clip(np.rint(read_pixels(path)), 0, 255).astype(np.uint8)
+
+
+def crop_offset(size: int, crop: int) -> int:
+    """Top (= left) offset of the centre crop, as `pipeline.eval_dataset` takes it."""
+    return (size - crop) // 2
+
+
+def model_input(pixels: np.ndarray, size: int, crop: int) -> np.ndarray:
+    """float 0..255 (H, W) → (crop, crop, 1) uint8: area resize to size² as `prepare` writes shards, centre crop."""
+    resized = resize_area(np.asarray(pixels, np.float32), size)
+    top = crop_offset(size, crop)
+    return np.ascontiguousarray(resized[top:top + crop, top:top + crop, None])
+
+
+def load_input(path: str | os.PathLike, size: int, crop: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """A file → its model input (crop, crop, 1) uint8 and its original (width, height)."""
+    pixels = read_pixels(path)
+    return model_input(pixels, size, crop), (pixels.shape[1], pixels.shape[0])
+
+
+def box_to_input(box: tuple[float, float, float, float], source_size: tuple[int, int], size: int,
+                 crop: int) -> tuple[float, float, float, float]:
+    """(x, y, w, h) in the original frame → the model input frame, clipped to the crop (area 0 if outside it)."""
+    x, y, w, h = box
+    sx, sy = size / source_size[0], size / source_size[1]
+    offset = crop_offset(size, crop)
+    x0, x1 = np.clip([x * sx - offset, (x + w) * sx - offset], 0, crop)
+    y0, y1 = np.clip([y * sy - offset, (y + h) * sy - offset], 0, crop)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+def map_to_source(heatmap: np.ndarray, source_size: tuple[int, int], size: int) -> np.ndarray:
+    """A (crop, crop) map in the model input frame → (height, width) of the original image, 0 outside the crop."""
+    crop = heatmap.shape[0]
+    offset = crop_offset(size, crop)
+    full = np.zeros((size, size), np.float32)
+    full[offset:offset + crop, offset:offset + crop] = heatmap
+    return np.asarray(Image.fromarray(full, mode="F").resize(tuple(source_size), Image.Resampling.BILINEAR))

@@ -1,0 +1,97 @@
+"""`cxrjax score`: metrics.json for any predictions file against a Data_Entry CSV.
+
+Predictions come from cxrjax (`Image Index,<finding>...`) or from other tools (`prob_<finding>` columns, as the
+PyTorch CheXNet reproductions write them). Every problem that would make the numbers wrong is an error naming what
+is wrong: unknown or duplicated images, missing columns, probabilities outside [0, 1].
+"""
+
+from __future__ import annotations
+
+import collections
+import csv
+
+import numpy as np
+
+from cxrjax import metrics as metrics_lib
+from cxrjax.data import nih
+from cxrjax.data.findings import FINDINGS
+
+
+class ScoreError(ValueError):
+    """The predictions cannot be scored as given."""
+
+
+def _examples(names, limit: int = 3) -> str:
+    names = list(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _finding_columns(header: list[str]) -> list[int]:
+    """Column index of each finding, accepting `<Finding>` or `prob_<Finding>`."""
+    positions = {name: i for i, name in enumerate(header)}
+    columns, missing = [], []
+    for finding in FINDINGS:
+        for name in (finding, f"prob_{finding}"):
+            if name in positions:
+                columns.append(positions[name])
+                break
+        else:
+            missing.append(finding)
+    if missing:
+        raise ScoreError(f"predictions lack columns for {_examples(missing, 14)} (expected '<Finding>' or "
+                         f"'prob_<Finding>')")
+    return columns
+
+
+def read_predictions(path: str) -> tuple[list[str], np.ndarray]:
+    """Image names and an (N, 14) probability array in canonical finding order."""
+    with nih.open_text(path) as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or "Image Index" not in header:
+            raise ScoreError(f"{path}: no 'Image Index' column in the header")
+        name_column, columns = header.index("Image Index"), _finding_columns(header)
+        names, rows = [], []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            try:
+                rows.append([float(row[c]) for c in columns])
+            except (ValueError, IndexError):
+                raise ScoreError(f"{path} line {line}: unreadable probabilities") from None
+            names.append(row[name_column].strip())
+    probabilities = np.array(rows, np.float64).reshape(-1, len(FINDINGS))
+    duplicates = sorted(name for name, count in collections.Counter(names).items() if count > 1)
+    if duplicates:
+        raise ScoreError(f"{path}: images listed more than once: {_examples(duplicates)}")
+    outside = ~((probabilities >= 0) & (probabilities <= 1))  # also catches NaN
+    if outside.any():
+        rows_out = np.flatnonzero(outside.any(axis=1))
+        raise ScoreError(f"{path}: {int(outside.sum())} probabilities outside [0, 1] (or NaN), in "
+                         f"{_examples(names[r] for r in rows_out)}")
+    return names, probabilities
+
+
+def score(predictions_path: str, labels_path: str, images_path: str | None = None, *, bootstrap: int = 1000,
+          seed: int = 0) -> dict:
+    """metrics.json content for a predictions file, optionally restricted to the images of a list file; confidence
+    intervals from `bootstrap` patient-level resamples (0: none)."""
+    names, probabilities = read_predictions(predictions_path)
+    entries, _ = nih.read_data_entry(labels_path)
+    labels_of = {entry.image_index: entry.labels for entry in entries}
+    patient_of = {entry.image_index: entry.patient_id for entry in entries}
+    unknown = [name for name in names if name not in labels_of]
+    if unknown:
+        raise ScoreError(f"{len(unknown)} images in {predictions_path} are not in {labels_path}: {_examples(unknown)}")
+    if images_path is not None:
+        wanted = nih.read_image_list(images_path)
+        row_of = {name: i for i, name in enumerate(names)}
+        absent = [name for name in wanted if name not in row_of]
+        if absent:
+            raise ScoreError(f"{len(absent)} images of {images_path} have no prediction: {_examples(absent)}")
+        names, probabilities = wanted, probabilities[[row_of[name] for name in wanted]]
+    if not names:
+        raise ScoreError(f"{predictions_path}: no predictions to score")
+    labels = np.stack([labels_of[name] for name in names])
+    return metrics_lib.full_metrics(labels, probabilities, [patient_of[name] for name in names], bootstrap=bootstrap,
+                                    seed=seed)
