@@ -119,6 +119,7 @@ def _score(args) -> int:
 
 
 def _predict(args) -> int:
+    from cxrjax.data import nih
     from cxrjax.evaluation.load import load_run
     from cxrjax.inference import explain, predict
 
@@ -128,18 +129,26 @@ def _predict(args) -> int:
     results, errors = predict.predict_files(inference, args.images, thresholds=thresholds, metadata=metadata)
     print((predict.format_json if args.json else predict.format_table)(results, errors, thresholds))  # errors too
     if args.cam and results:
-        written, _ = explain.write_cam_overlays(inference, [r.path for r in results], args.cam, metadata=metadata)
-        print(f"{len(written)} Grad-CAM overlays in {args.cam}", file=sys.stderr)
+        findings = _names(args.findings) if args.findings else None
+        boxes = nih.read_boxes(args.boxes) if args.boxes else ()
+        written, _ = explain.write_cam_overlays(inference, [r.path for r in results], args.cam,
+                                                thresholds=thresholds, findings=findings, top_k=args.top_k,
+                                                boxes=boxes, metadata=metadata)
+        chosen = ("the findings asked for" if findings else f"the {args.top_k} most probable findings"
+                  if args.top_k else "the findings at or above their operating point")
+        print(f"{len(written)} Grad-CAM pictures ({chosen}) in {args.cam}", file=sys.stderr)
     return 1 if errors else 0
 
 
 def _localize(args) -> int:
     from cxrjax.inference import localize
 
-    result, _ = localize.localize_workdir(args.workdir, args.boxes, which=args.checkpoint, split=args.split,
-                                         fraction=args.fraction)
+    result, rows = localize.localize_workdir(args.workdir, args.boxes, which=args.checkpoint, split=args.split,
+                                            fraction=args.fraction, out_dir=args.out)
     _write_json(args.output, result)
     print(localize.format_localization(result))
+    if args.out:
+        print(f"{len(rows)} pictures of CAM boxes against expert boxes in {args.out}", file=sys.stderr)
     return 0
 
 
@@ -241,7 +250,16 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--rule", choices=("youden", "f1"), default="youden",
                          help="which validation operating point marks a finding as present")
     predict.add_argument("--json", action="store_true")
-    predict.add_argument("--cam", default=None, metavar="OUT_DIR", help="write a Grad-CAM overlay per finding here")
+    predict.add_argument("--cam", default=None, metavar="OUT_DIR",
+                         help="write Grad-CAM pictures here, by default of the findings at or above their "
+                              "operating point")
+    predict.add_argument("--findings", default=None, metavar="F1,F2",
+                         help="with --cam: draw these findings (comma-separated) instead")
+    predict.add_argument("--top-k", type=int, default=None, metavar="K",
+                         help="with --cam: draw the K most probable findings instead")
+    predict.add_argument("--boxes", default=None, metavar="CSV",
+                         help="with --cam: the release's BBox_List_2017.csv; expert boxes of the file and finding are "
+                              "drawn")
     predict.add_argument("--age", type=float, default=None, metavar="YEARS",
                          help="patient age for every file, for models that read it (fusion; else DICOM PatientAge)")
     predict.add_argument("--sex", choices=("M", "F"), default=None,
@@ -258,6 +276,8 @@ def _parser() -> argparse.ArgumentParser:
     localize.add_argument("--split", default="test", choices=("train", "val", "test"))
     localize.add_argument("--fraction", type=float, default=0.7, help="CAM threshold, a fraction of its range")
     localize.add_argument("--output", default=None, help="write the metrics as JSON here")
+    localize.add_argument("--out", default=None, metavar="OUT_DIR",
+                          help="write one picture per expert box here: the CAM, the expert box and the CAM's box")
     localize.set_defaults(handler=_localize)
 
     folds = commands.add_parser("folds", help="mean ± sd per finding over k-fold runs (after `eval` on each)")

@@ -1,6 +1,6 @@
 """Wang et al. 2017 (baseline) — ResNet-50, batch-weighted BCE.
 
-Paper: mean AUC 0.7451 (per-finding table in PAPERS.md). Ours: not yet run on the real release (see experiments/README.md).
+Paper: mean AUC 0.7451 (per-finding table: `cxrjax/metrics/published.py`). Ours: not yet run on the real release (see experiments/README.md).
 
     cxrjax import-weights resnet50-imagenet.pth --model resnet50 --out weights/resnet50.msgpack
     cxrjax train --config experiments/wang2017_resnet50.py --workdir runs/wang2017_resnet50 \

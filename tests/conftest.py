@@ -126,3 +126,18 @@ def assert_same_training(actual: dict, expected: dict, initial: dict, *, rtol: f
         difference = float(np.abs(a - e).max())
         assert difference <= bound, (f"{name}: differs by {difference:.3g} beyond float32 rounding (allowed "
                                      f"{bound:.3g}; the update's RMS is {update_rms:.3g})")
+
+
+def train_one_epoch(data_dir: str, workdir: str, size: int = 32, crop: int = 28) -> str:
+    """A ResNet-18 classifier trained for one epoch on the shards of `data_dir` (batch 16, Adam 1e-3): a small real
+    checkpoint, with validation operating points, for the inference tests."""
+    from cxrjax.configs import default
+    from cxrjax.training import train
+
+    config = default.get_config()
+    config.data.data_dir, config.data.size, config.data.crop = data_dir, size, crop
+    config.data.num_threads = 2
+    config.batch_size, config.eval_batch_size, config.num_epochs = 16, 32, 1
+    config.optimizer.learning_rate = 1e-3
+    train.train_and_evaluate(config, workdir)
+    return workdir

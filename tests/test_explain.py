@@ -23,7 +23,8 @@ from cxrjax.data.decode import resize_area
 from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
 from cxrjax.evaluation.load import TrainedRun
 from cxrjax.inference import localize
-from cxrjax.inference.explain import make_gradcam_step, overlay
+from cxrjax.inference.explain import make_gradcam_step
+from cxrjax.inference.pictures import overlay
 from cxrjax.models import create_model
 from cxrjax.models.preprocess import normalize
 from cxrjax.runtime import sharding

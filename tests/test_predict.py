@@ -12,27 +12,21 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from conftest import assert_same_forward, shared_data
+from conftest import assert_same_forward, shared_data, train_one_epoch
 from cxrjax.configs import default
 from cxrjax.data import images, nih, shard_format
 from cxrjax.data.findings import FINDINGS
 from cxrjax.data.shard_format import builder_dir
 from cxrjax.evaluation.load import load_run
-from cxrjax.inference import explain, localize, predict
+from cxrjax.inference import explain, localize, pictures, predict
+from cxrjax.inference.predictor import Predictor
 from cxrjax.training import train
 from data_pipelines import synthetic
 
 
 @pytest.fixture(scope="module")
 def workdir(prepared_shards, tmp_path_factory):
-    config = default.get_config()
-    config.data.data_dir, config.data.size, config.data.crop = prepared_shards[0], 32, 28
-    config.data.num_threads = 2
-    config.batch_size, config.eval_batch_size, config.num_epochs = 16, 32, 1
-    config.optimizer.learning_rate = 1e-3
-    workdir = str(tmp_path_factory.mktemp("predict_run"))
-    train.train_and_evaluate(config, workdir)
-    return workdir
+    return train_one_epoch(prepared_shards[0], str(tmp_path_factory.mktemp("predict_run")))
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +193,8 @@ def test_cam_overlays_are_written_in_the_files_frame(inference, radiograph, tmp_
                                                  findings=("Cardiomegaly", "Effusion"))
     assert [os.path.basename(p) for p in written] == ["chest_Cardiomegaly.png", "chest_Effusion.png"]
     assert len(errors) == 1
-    with Image.open(written[0]) as overlay:
-        assert overlay.mode == "RGB" and overlay.size == (80, 64)
+    with Image.open(written[0]) as picture:  # the file's 80 x 64 frame, shown at 512 pixels high, + title and bar
+        assert picture.size == pictures.picture_size(64, 80)
     with pytest.raises(ValueError, match="unknown findings"):
         explain.write_cam_overlays(inference, [path], tmp_path / "cams", findings=("Cardiomegally",))
 
@@ -232,7 +226,9 @@ def test_predict_command_json_cam_and_exit_code(workdir, radiograph, tmp_path, c
     printed = json.loads(capsys.readouterr().out)
     assert [p["file"] for p in printed["predictions"]] == [str(good)]
     assert [e["file"] for e in printed["errors"]] == [str(bad)]
-    assert len(list(cams.glob("good_*.png"))) == 14
+    # A picture of each finding at or above its operating point, no more.
+    positive = printed["predictions"][0]["positive"]
+    assert sorted(p.name for p in cams.glob("good_*.png")) == sorted(f"good_{f}.png" for f in positive)
 
 
 # --- a model that reads age, sex and view position besides the image (the "fusion" architecture) ----------------
@@ -278,6 +274,14 @@ def test_fusion_model_predicts_with_the_given_metadata(fusion, radiograph, tmp_p
         assert_same_forward(result.probabilities, _fusion_forward(fusion, image, 61.0, 1, 1))  # batch 2 vs 1
     other, _ = predict.predict_files(fusion, paths[:1], metadata=predict.Metadata(age=20.0, sex="M", view="PA"))
     assert np.abs(other[0].probabilities - results[0].probabilities).max() > 1e-4  # the metadata reaches the head
+    # The Python API (`cxrjax.load`'s Predictor) gives the same for files and for the arrays they hold.
+    api = Predictor(fusion, predict.decision_thresholds(fusion))
+    for items in (paths, [images.read_image(path) for path in paths]):
+        same = api.predict(items, metadata=given, batch_size=2)
+        for mine, theirs in zip(same, results):
+            np.testing.assert_array_equal(mine.probabilities, theirs.probabilities)
+    with pytest.raises(predict.MissingMetadata, match=r"<array 0>: the fusion model \(resnet18\) reads age"):
+        api.predict(images.read_image(paths[0]))
 
 
 def test_fusion_model_reads_dicom_tags_and_flags_override_them(fusion, radiograph, tmp_path):
@@ -332,7 +336,7 @@ def test_fusion_gradcam_passes_the_metadata(fusion, radiograph, tmp_path):
     image, _ = images.load_input(png, 32, 28)
     metadata = {"age": np.array([61.0], np.float32), "sex": np.array([1], np.int32), "view": np.array([1], np.int32)}
     out = explain.gradcam_step(fusion)(fusion.variables, image[None], metadata)
-    np.testing.assert_allclose(out["probabilities"][0], _fusion_forward(fusion, image, 61.0, 1, 1), atol=1e-6)
+    assert_same_forward(out["probabilities"][0], _fusion_forward(fusion, image, 61.0, 1, 1))  # gradient program
     assert out["cam"].shape == (1, 14, 28, 28) and np.isfinite(out["cam"]).all()
 
 
@@ -351,9 +355,10 @@ def test_predict_command_metadata_flags(fusion_workdir, radiograph, tmp_path, ca
     printed = json.loads(capsys.readouterr().out)
     (expected,), _ = predict.predict_files(load_run(fusion_workdir), [png],
                                            metadata=predict.Metadata(61.0, "F", "AP"))
-    np.testing.assert_allclose(list(printed["predictions"][0]["probabilities"].values()), expected.probabilities,
-                               atol=1e-6)
-    assert len(list(cams.glob("x_*.png"))) == 14
+    np.testing.assert_array_equal(np.array(list(printed["predictions"][0]["probabilities"].values()), np.float32),
+                                  expected.probabilities)  # the same batch through the same program
+    positive = printed["predictions"][0]["positive"]
+    assert sorted(p.name for p in cams.glob("x_*.png")) == sorted(f"x_{f}.png" for f in positive)
 
 
 def test_localization_check_of_a_fusion_run_uses_each_records_metadata(fusion_workdir, fusion, synthetic_release,

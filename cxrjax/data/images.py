@@ -7,12 +7,19 @@ geometry of that resize + crop also maps expert boxes (drawn in the original fil
 frame, and Grad-CAM maps back out of it.
 
 DICOM to 0..255 — the decision: a radiograph's stored values are detector units, often 12-16 bit, and the file says
-how it is meant to be displayed. So the Modality LUT (RescaleSlope / RescaleIntercept) is applied first; then, when
-the file carries a usable WindowCenter / WindowWidth, its first window maps to 0..255 (VOILUTFunction LINEAR,
-LINEAR_EXACT or SIGMOID, DICOM PS3.3 C.11.2.1): the contrast a radiologist is shown, robust to burned-in text and
-collimator edges that would stretch a min-max. Without a window, min-max over the image. A VOI LUT Sequence is not
-applied (min-max then). MONOCHROME1 (bright = low value) is inverted last, so the two photometric encodings of one
-image give the same pixels. Multi-frame and colour DICOM files are refused rather than guessed at.
+how it is meant to be displayed; the grayscale pipeline of DICOM PS3.3 C.11 is pydicom's (`pydicom.pixels`), not a
+second implementation of it. The Modality LUT first (`apply_modality_lut`: a Modality LUT Sequence, or RescaleSlope
+/ RescaleIntercept), then the file's first VOI transform: a VOI LUT Sequence, else a window (WindowCenter /
+WindowWidth, VOILUTFunction LINEAR, LINEAR_EXACT or SIGMOID) — the contrast a radiologist is shown, robust to
+burned-in text and collimator edges that would stretch a min-max. A file may carry both; the standard calls them
+alternative views, and the LUT is taken, as `apply_voi_lut` does by default, since it can hold a non-linear rendering
+that no window can. The VOI output range is what becomes 0..255, so a window that maps stored values exactly onto
+0..255 gives exactly those pixels: for a LUT, 0 to 2**bits − 1 of its LUT Descriptor; for a window, the range
+`apply_windowing` writes below and above the window (read by windowing −inf and +inf, so it is pydicom's rule, not a
+copy: the stored range, rescaled). Without a usable VOI (none, or a window pydicom refuses: a width below its
+function's minimum, an unknown function), min-max over the image. MONOCHROME1 (bright = low value) is inverted last,
+so the two photometric encodings of one image give the same pixels. A rescale or window that leaves a pixel NaN or
+infinite is refused rather than drawn black, and so are multi-frame and colour files rather than guessed at.
 
 A file is taken for DICOM when its name ends in .dcm / .dicom or it has the "DICM" marker after the preamble;
 anything else goes to PIL. Every way a file can fail to be read raises `UnreadableImage`, with a one-line message
@@ -42,32 +49,36 @@ def _is_dicom(path: str) -> bool:
         return f.read(132)[128:] == b"DICM"
 
 
-def _window(ds) -> tuple[float, float, str] | None:
-    """(centre, width, VOI LUT function) of the file's first window; None when it has no usable one."""
-    from pydicom.multival import MultiValue
-
-    values = [ds.get(name) for name in ("WindowCenter", "WindowWidth")]
-    if any(v is None or v == "" or (isinstance(v, MultiValue) and not v) for v in values):
-        return None
-    center, width = (float(v[0]) if isinstance(v, MultiValue) else float(v) for v in values)
-    function = str(ds.get("VOILUTFunction", "LINEAR")).upper()
-    if function not in ("LINEAR", "LINEAR_EXACT", "SIGMOID") or width <= (1.0 if function == "LINEAR" else 0.0):
-        return None
-    return center, width, function
-
-
-def _apply_window(values: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
-    """PS3.3 C.11.2.1.2 (LINEAR, with its half-pixel offsets) and C.11.2.1.3 (LINEAR_EXACT, SIGMOID), to 0..1."""
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
-    if function == "LINEAR":
-        center, width = center - 0.5, width - 1.0
-    return np.clip((values - center) / width + 0.5, 0.0, 1.0)
-
-
 def _min_max(values: np.ndarray) -> np.ndarray:
     low, high = float(values.min()), float(values.max())
     return np.zeros_like(values) if high == low else (values - low) / (high - low)
+
+
+def _voi(values: np.ndarray, ds) -> tuple[np.ndarray, str]:
+    """Modality LUT output → 0..1 by the file's first VOI transform and its output range (min-max without a usable
+    one), and what was applied, for a message."""
+    from pydicom.pixels import apply_voi, apply_windowing
+
+    lut = (ds.get("VOILUTSequence") or [None])[0]
+    if lut is not None and lut.get("LUTDescriptor") and lut.get("LUTData"):
+        entries, first, bits = lut.LUTDescriptor
+        # pydicom's lookup indexes through an array of the table's dtype (uint8 for 8-bit entries, else uint16), which
+        # wraps an input 256 / 65536 or more past the first mapped, and truncates (with a warning) a float input. So
+        # inputs are clamped to the table as the standard clamps them and made whole here, and an 8-bit table is
+        # looked up as 16-bit (same entries; the descriptor of this just-read dataset is rewritten for that), while
+        # its output range stays 0..2**bits − 1.
+        inputs = np.clip(np.rint(values), first, first + (entries or 2**16) - 1).astype(np.int64)
+        lut.LUTDescriptor = [entries, first, max(bits, 16)]
+        return apply_voi(inputs, ds) / (2**bits - 1), "VOI LUT Sequence"
+    if all(name in ds and ds[name].VM for name in ("WindowCenter", "WindowWidth")):
+        try:
+            low, high = apply_windowing(np.array([-np.inf, np.inf]), ds)
+        except ValueError:  # pydicom refuses the window: a width below its function's minimum, an unknown function
+            return _min_max(values), "min-max (the window is unusable)"
+        function = ds.get("VOILUTFunction", "LINEAR")
+        return ((apply_windowing(values, ds) - low) / (high - low),
+                f"window ({function}, output range {low:g} to {high:g} after the rescale)")
+    return _min_max(values), f"min-max (values {values.min():g} to {values.max():g})"
 
 
 def _read_dicom(path: str) -> np.ndarray:
@@ -83,9 +94,14 @@ def _read_dicom(path: str) -> np.ndarray:
                               "radiograph (MONOCHROME1/2)")
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise UnreadableImage(f"{path}: multi-frame DICOM ({ds.NumberOfFrames} frames); expected one radiograph")
-    values = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
-    window = _window(ds)
-    unit = _min_max(values) if window is None else _apply_window(values, *window)
+    with np.errstate(all="ignore"):  # a rescale or window that overflows is refused just below, not warned about
+        values = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+        if not np.isfinite(values).all():
+            raise UnreadableImage(f"{path}: the DICOM rescale (RescaleSlope {ds.get('RescaleSlope')}, RescaleIntercept "
+                                  f"{ds.get('RescaleIntercept')}) makes pixel values NaN or infinite")
+        unit, applied = _voi(values, ds)
+    if not np.isfinite(unit).all():
+        raise UnreadableImage(f"{path}: the DICOM {applied} makes pixel values NaN or infinite")
     if photometric == "MONOCHROME1":
         unit = 1.0 - unit
     return (unit * 255.0).astype(np.float32)

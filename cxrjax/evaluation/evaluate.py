@@ -114,5 +114,7 @@ def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test
         write_metrics(os.path.join(out, "metrics.json"), metrics)
         report.write_report(out, labels, probabilities[split], metrics, operating_points,
                             f"{run.config.model.name} on the {split} split ({folder}, step {run.step})",
-                            split=run.config.data.protocol)
+                            measured=report.Measured(protocol=run.config.data.protocol, split=split,
+                                                     labels=run.config.data.labels, num_images=len(metadata),
+                                                     num_official_test=int(metadata.is_test.sum())))
     return metrics

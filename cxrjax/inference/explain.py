@@ -1,4 +1,4 @@
-"""Grad-CAM (Selvaraju et al. 2017) of every finding over the backbone's final feature map, and overlay PNGs.
+"""Grad-CAM (Selvaraju et al. 2017) of every finding over the backbone's final feature map, and its pictures.
 
 For finding k and feature map A (h, w, c): channel weights a_c = mean_ij dy_k/dA_ijc, map = ReLU(sum_c a_c A_c),
 upsampled bilinearly (half-pixel centres, as cv2.resize in the usual implementations) to the model input size.
@@ -16,6 +16,7 @@ position (the fusion architecture) gets them on both passes, from `cxrjax.infere
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Iterable, Sequence
 
@@ -25,13 +26,25 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from cxrjax.data import images
+from cxrjax.data import images, nih
+from cxrjax.data.decode import resize_area
 from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
-from cxrjax.inference.predict import FileError, Metadata, inference_files, metadata_batch, padded_batches
+from cxrjax.inference import pictures
+from cxrjax.inference.predict import (
+    FileError,
+    Loaded,
+    Metadata,
+    Prediction,
+    Thresholds,
+    decision_thresholds,
+    inference_files,
+    metadata_batch,
+    padded_batches,
+    predict_files,
+)
 from cxrjax.models import Layer, architecture_of
+from cxrjax.models.heads import example_metadata
 from cxrjax.models.preprocess import normalize
-
-OVERLAY_OPACITY = 0.6  # colour weight where the map is at its maximum; the radiograph shows through elsewhere
 
 
 def default_layers(model) -> tuple[Layer, ...]:
@@ -103,23 +116,29 @@ def gradcam_step(inference, layer=None):
     return make_gradcam_step(inference.model, inference.dtype, inference.config.model.predict_head, layer)
 
 
-def scale_map(heatmap: np.ndarray) -> np.ndarray:
-    """A map min-max scaled to 0..1 (all zeros if it is flat): Grad-CAM maps carry an offset shared by the whole
-    image, and what is shown or thresholded is where the map stands out of it."""
-    low, high = float(heatmap.min()), float(heatmap.max())
-    return np.zeros(heatmap.shape, np.float32) if high <= low else ((heatmap - low) / (high - low)).astype(np.float32)
+def accepts_field_of_view(inference) -> bool:
+    """Whether the model takes the whole `data.size`² image, not only its `data.crop`² centre: a convolutional
+    backbone with global pooling does; Swin's fixed windows do not (checked by tracing the shapes, nothing runs)."""
+    size = inference.config.data.size
+    try:
+        jax.eval_shape(lambda variables: inference.model.apply(
+            variables, jnp.zeros((1, size, size, 3), jnp.float32), metadata=example_metadata(1), train=False),
+            inference.variables)
+    except Exception:  # noqa: BLE001 — a shape the model cannot take fails somewhere inside its trace
+        return False
+    return True
 
 
-def overlay(gray: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
-    """uint8 (H, W) radiograph + (H, W) map → uint8 (H, W, 3): the scaled map in the jet colour map, blended in
-    proportion to its value so that cold regions show the radiograph unchanged."""
-    from matplotlib import colormaps
-
-    heat = scale_map(heatmap)
-    colour = colormaps["jet"](heat)[..., :3] * 255.0
-    alpha = (OVERLAY_OPACITY * heat)[..., None]
-    blended = (1.0 - alpha) * gray[..., None].astype(np.float32) + alpha * colour
-    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+def chosen_findings(prediction: Prediction, thresholds: Thresholds, findings: Sequence[str] | None = None,
+                    top_k: int | None = None) -> tuple[str, ...]:
+    """The findings to draw for one file: `findings` if given; else the `top_k` most probable; else those at or above
+    their operating point (what a reader acts on), most probable first."""
+    if findings is not None:
+        return tuple(findings)
+    order = [FINDINGS[k] for k in np.argsort(-prediction.probabilities, kind="stable")]
+    if top_k is not None:
+        return tuple(order[:top_k])
+    return tuple(f for f in order if f in prediction.positive)
 
 
 def cam_filename(path: str, finding: str) -> str:
@@ -127,29 +146,73 @@ def cam_filename(path: str, finding: str) -> str:
     return f"{os.path.splitext(os.path.basename(path))[0]}_{finding}.png"
 
 
-def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, findings: Sequence[str] = FINDINGS,
-                       batch_size: int = 8, metadata: Metadata | None = None) -> tuple[list[str], list[FileError]]:
-    """For each readable file and finding, OUT_DIR/<image stem>_<finding>.png: the Grad-CAM map, taken back to the
-    file's own frame (nothing outside the centre crop the model sees), over the file's own pixels.
+def _resize(heatmap: np.ndarray, source_size: tuple[int, int]) -> np.ndarray:
+    """A (size, size) map of the whole image → (height, width) of the file, bilinear."""
+    return np.asarray(Image.fromarray(np.asarray(heatmap, np.float32), mode="F").resize(
+        tuple(source_size), Image.Resampling.BILINEAR))
 
-    `metadata` as for `cxrjax.inference.predict.predict_files` (age, sex, view for a model that reads them; DICOM tags
-    fill what is not given; `MissingMetadata` for a file left without). Returns the written paths and one error per
-    unreadable file.
+
+def maps_in_source_frame(inference, files: list[Loaded], field_of_view: bool, batch_size: int, step,
+                         pixels: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """(14, height, width) Grad-CAM maps of each image in its own frame. Over the whole image where the model takes
+    it (no edge where the centre crop ends), else over the centre crop the model sees, zero outside it. `pixels`:
+    the images' float 0..255 pixels at full size, when they are not files (read from `item.path` otherwise)."""
+    data = inference.config.data
+    if field_of_view:
+        pixels = pixels or [images.read_pixels(item.path) for item in files]
+        files = [dataclasses.replace(item, image=resize_area(full, data.size)[..., None])
+                 for item, full in zip(files, pixels)]
+    maps = []
+    for chunk, batch in padded_batches(files, batch_size):
+        cams = np.asarray(step(inference.variables, batch, metadata_batch(chunk, batch_size))["cam"])
+        for item, cam in zip(chunk, cams):
+            if field_of_view:
+                maps.append(np.stack([_resize(m, item.source_size) for m in cam]))
+            else:
+                maps.append(np.stack([images.map_to_source(m, item.source_size, data.size) for m in cam]))
+    return maps
+
+
+def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, thresholds: Thresholds | None = None,
+                       findings: Sequence[str] | None = None, top_k: int | None = None,
+                       boxes: Sequence[nih.Box] = (), batch_size: int = 8,
+                       metadata: Metadata | None = None) -> tuple[list[str], list[FileError]]:
+    """For each readable file, OUT_DIR/<image stem>_<finding>.png for the findings `chosen_findings` picks: the
+    Grad-CAM map over the file's own pixels, titled with the finding, its probability and its operating point, with
+    a colour bar, and the expert's boxes of that image and finding from `boxes` (the release's box list) drawn.
+
+    The probability and the decision are the prediction's (`predict_files`: the centre crop, as evaluation); the map
+    covers the whole image where the model takes it (`accepts_field_of_view`). `metadata` as for `predict_files`.
+    Returns the written paths and one error per unreadable file.
     """
-    unknown = sorted(set(findings) - set(FINDINGS))
+    unknown = sorted(set(findings or ()) - set(FINDINGS))
     if unknown:
         raise ValueError(f"unknown findings {unknown}; choose from {', '.join(FINDINGS)}")
+    if top_k is not None and not 1 <= top_k <= len(FINDINGS):
+        raise ValueError(f"--top-k {top_k}: choose 1 to {len(FINDINGS)}")
+    thresholds = thresholds or decision_thresholds(inference)
+    errors: list[FileError] = []
+    files = list(inference_files(inference, paths, errors, metadata))
+    predictions, _ = predict_files(inference, [item.path for item in files], thresholds=thresholds,
+                                   metadata=metadata, batch_size=batch_size)
+    maps = maps_in_source_frame(inference, files, accepts_field_of_view(inference), batch_size,
+                                 gradcam_step(inference))
+    by_image: dict[tuple[str, str], list[nih.Box]] = {}
+    for box in boxes:
+        by_image.setdefault((box.image_index, box.finding), []).append(box)
     os.makedirs(out_dir, exist_ok=True)
-    data = inference.config.data
-    step = gradcam_step(inference)
-    written, errors = [], []
-    for files, batch in padded_batches(inference_files(inference, paths, errors, metadata), batch_size):
-        cams = np.asarray(step(inference.variables, batch, metadata_batch(files, batch_size))["cam"])
-        for item, maps in zip(files, cams):
-            gray = images.read_image(item.path)
-            for finding in findings:
-                heat = images.map_to_source(maps[FINDINGS.index(finding)], item.source_size, data.size)
-                target = os.path.join(out_dir, cam_filename(item.path, finding))
-                Image.fromarray(overlay(gray, heat)).save(target)
-                written.append(target)
+    written = []
+    for item, prediction, cams in zip(files, predictions, maps):
+        gray = images.read_image(item.path)
+        for finding in chosen_findings(prediction, thresholds, findings, top_k):
+            k = FINDINGS.index(finding)
+            probability, threshold = float(prediction.probabilities[k]), float(thresholds.values[k])
+            side = "above" if probability >= threshold else "below"
+            title = (f"{finding}: p = {probability:.3f} ({os.path.basename(item.path)})\n"
+                     f"{side} its operating point {threshold:.3f} ({thresholds.rule})")
+            expert = tuple(pictures.Box(b.x, b.y, b.w, b.h, "expert")
+                           for b in by_image.get((os.path.basename(item.path), finding), ()))
+            target = os.path.join(out_dir, cam_filename(item.path, finding))
+            pictures.write_cam_picture(target, gray, cams[k], title, expert)
+            written.append(target)
     return written, errors

@@ -1,7 +1,7 @@
 """The localisation check of Wang et al. 2017 (ChestX-ray8, §4.2): do Grad-CAM maps find the experts' boxes?
 
 For every expert box (BBox_List_2017.csv) of an image in the evaluated split, the Grad-CAM map of the box's finding
-is min-max scaled to 0..1 (`explain.scale_map`) and thresholded at `fraction` (default 0.7). Wang et al. scale their
+is min-max scaled to 0..1 (`pictures.scale_map`) and thresholded at `fraction` (default 0.7). Wang et al. scale their
 heatmaps to 0..255 and threshold them by intensity; 0.7 is close to the higher of their two thresholds (180 of 255).
 The bounding box of the largest 8-connected component of the thresholded map is the predicted box. With the expert
 box, both in the model input frame (the expert box scaled by the resize from the original size in the manifest to
@@ -17,6 +17,7 @@ outside the model's centre crop, or a flat map (no hot region), counts as a miss
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Sequence
 
 import numpy as np
@@ -25,7 +26,9 @@ from scipy import ndimage
 from cxrjax.data import images, nih, shard_format, splits
 from cxrjax.data.findings import FINDINGS
 from cxrjax.evaluation.load import TrainedRun, load_run
-from cxrjax.inference.explain import gradcam_step, scale_map
+from cxrjax.inference import pictures
+from cxrjax.inference.explain import gradcam_step
+from cxrjax.inference.pictures import scale_map
 from cxrjax.inference.predict import Loaded, metadata_batch, padded_batches
 
 T_VALUES = (0.1, 0.25, 0.5)
@@ -109,9 +112,22 @@ def format_localization(metrics: dict) -> str:
                                 enumerate(zip(row, widths))) for row in [header, *table])
 
 
+def write_box_picture(out_dir: str, row: Localized, image: np.ndarray, heatmap: np.ndarray, number: int) -> str:
+    """OUT_DIR/<image stem>_<finding>_<number>.png: the model's input crop with the finding's Grad-CAM map, the
+    expert's box and the box predicted from the map, titled with their IoU and IoBB."""
+    stem = os.path.splitext(row.image_index)[0]
+    path = os.path.join(out_dir, f"{stem}_{row.finding}_{number}.png")
+    title = f"{row.finding}: IoU {row.iou:.2f}, IoBB {row.iobb:.2f}\n{row.image_index} (the model's input crop)"
+    boxes = (pictures.Box(*row.truth, "expert"), pictures.Box(*row.predicted, "CAM"))
+    pictures.write_cam_picture(path, image[..., 0], heatmap, title, boxes)
+    return path
+
+
 def localize_shards(inference: TrainedRun, shards: shard_format.Shards, records: np.ndarray, boxes: list[nih.Box], *,
-                    fraction: float = DEFAULT_FRACTION, batch_size: int = 16) -> list[Localized]:
-    """Grad-CAM on the shard images of `records` that have expert boxes, one `Localized` per box."""
+                    fraction: float = DEFAULT_FRACTION, batch_size: int = 16,
+                    out_dir: str | None = None) -> list[Localized]:
+    """Grad-CAM on the shard images of `records` that have expert boxes, one `Localized` per box; with `out_dir`,
+    also one `write_box_picture` per box."""
     data, metadata = inference.config.data, shards.metadata
     record_of = {str(metadata.image_index[r]): int(r) for r in records}
     by_image: dict[str, list[nih.Box]] = {}
@@ -137,12 +153,18 @@ def localize_shards(inference: TrainedRun, shards: shard_format.Shards, records:
             truth = [images.box_to_input((b.x, b.y, b.w, b.h), item.source_size, data.size, data.crop)
                      for b in image_boxes]
             predicted = [predicted_box(maps[FINDINGS.index(b.finding)], fraction) for b in image_boxes]
-            rows += localize(predicted, truth, [item.path] * len(image_boxes), [b.finding for b in image_boxes])
+            image_rows = localize(predicted, truth, [item.path] * len(image_boxes), [b.finding for b in image_boxes])
+            if out_dir is not None:
+                os.makedirs(out_dir, exist_ok=True)
+                for number, row in enumerate(image_rows):
+                    write_box_picture(out_dir, row, item.image, maps[FINDINGS.index(row.finding)], number)
+            rows += image_rows
     return rows
 
 
 def localize_workdir(workdir: str, boxes_csv: str, *, which: str | int = "best", split: str = "test",
-                     fraction: float = DEFAULT_FRACTION, batch_size: int = 16) -> tuple[dict, list[Localized]]:
+                     fraction: float = DEFAULT_FRACTION, batch_size: int = 16,
+                     out_dir: str | None = None) -> tuple[dict, list[Localized]]:
     """The check for a run directory: its checkpoint, its shards and split, the release's box list.
 
     Returns (metrics, per-box rows); metrics also name the step, the split and the map threshold.
@@ -154,6 +176,6 @@ def localize_workdir(workdir: str, boxes_csv: str, *, which: str | int = "best",
     if split not in records:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(records)}")
     rows = localize_shards(inference, shards, records[split], nih.read_boxes(boxes_csv), fraction=fraction,
-                           batch_size=batch_size)
+                           batch_size=batch_size, out_dir=out_dir)
     metrics = {"step": inference.step, "split": split, "cam_threshold": fraction}
     return metrics | localization_metrics(rows), rows

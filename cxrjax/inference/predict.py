@@ -112,12 +112,18 @@ def resolve_metadata(path: str, given: Metadata, model_name: str = "model") -> t
     """(age, sex code, view code) for one file: `given` where set, else the file's DICOM tags; else
     MissingMetadata naming the file, what is missing and how to give it."""
     own = dicom_metadata(path) if None in (given.age, given.sex, given.view) else Metadata()
+    return choose_metadata(path, given, own, model_name)
+
+
+def choose_metadata(name: str, given: Metadata, own: Metadata, model_name: str = "model") -> tuple[float, int, int]:
+    """(age, sex code, view code) of the image `name`: `given` where set, else its `own` (a DICOM file's tags);
+    else MissingMetadata naming the image, what is missing and how to give it."""
     chosen = {name: getattr(given, name) if getattr(given, name) is not None else getattr(own, name)
               for name in _DICOM_TAGS}
     missing = [name for name, value in chosen.items() if value is None]
     if missing:
         raise MissingMetadata(
-            f"{path}: the {model_name} reads age, sex and view position besides the image, and this file gives no "
+            f"{name}: the {model_name} reads age, sex and view position besides the image, and this file gives no "
             f"{', '.join(missing)}: pass {' '.join(_FLAGS[name] for name in missing)} (DICOM files may carry "
             f"{', '.join(_DICOM_TAGS[name] for name in missing)})")
     return float(chosen["age"]), SEXES.index(chosen["sex"]), VIEWS.index(chosen["view"])
@@ -158,7 +164,7 @@ def load_files(paths: Iterable[str], size: int, crop: int, errors: list[FileErro
 def describe_model(inference) -> str:
     """How error messages name the model, e.g. "fusion model (resnet18)"."""
     model = inference.config.model
-    return f"{model.get('architecture', 'classifier')} model ({model.name})"
+    return f"{model.architecture} model ({model.name})"
 
 
 def inference_files(inference, paths: Iterable[str], errors: list[FileError],
@@ -197,15 +203,24 @@ def predict_files(inference, paths: Iterable[str], *, batch_size: int = 16, thre
     `metadata`: age, sex and view position for every file, for a model that reads them (DICOM tags fill what is not
     given); raises `MissingMetadata` for a file left without.
     """
+    errors: list[FileError] = []
+    results = predict_loaded(inference, inference_files(inference, paths, errors, metadata), batch_size=batch_size,
+                             thresholds=thresholds)
+    return results, errors
+
+
+def predict_loaded(inference, loaded: Iterable[Loaded], *, batch_size: int = 16,
+                   thresholds: Thresholds | None = None) -> list[Prediction]:
+    """Predictions for images already in the model's input frame (files or in-memory images), in order."""
     thresholds = thresholds or decision_thresholds(inference)
     step = inference.predict_step()
-    results, errors = [], []
-    for files, batch in padded_batches(inference_files(inference, paths, errors, metadata), batch_size):
+    results = []
+    for files, batch in padded_batches(loaded, batch_size):
         probabilities = np.asarray(step(inference.variables, batch, metadata_batch(files, batch_size)))[:len(files)]
         for item, row in zip(files, probabilities):
             positive = tuple(f for f, p, t in zip(FINDINGS, row, thresholds.values) if p >= t)
             results.append(Prediction(item.path, row, positive, item.source_size))
-    return results, errors
+    return results
 
 
 def format_table(results: list[Prediction], errors: list[FileError], thresholds: Thresholds) -> str:
