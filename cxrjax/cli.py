@@ -61,6 +61,52 @@ def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
     return config_flag.value, flag_values
 
 
+_CONFIG_COMMANDS = {
+    "train": ("cxrjax train --config FILE[:ARGS] --workdir DIR [--config.FIELD=VALUE ...]",
+              "Trains the run a config describes, validating and checkpointing every epoch; re-running on the same "
+              "workdir resumes, SIGTERM saves and exits 0."),
+    "ablate": ("cxrjax ablate --config FILE[:ARGS] --workdir DIR --loss SPEC [--loss SPEC ...] [--split test] "
+               "[--config.FIELD=VALUE ...]",
+               "Trains one run per --loss (e.g. bce, focal, class_aware:margin=0) on the same data and seed and prints "
+               "their AUCs side by side."),
+}
+
+
+def _config_file(argv: list[str]) -> str | None:
+    """The FILE[:ARGS] of `--config FILE` or `--config=FILE` in `argv`, if any."""
+    for i, argument in enumerate(argv):
+        if argument.startswith("--config="):
+            return argument.split("=", 1)[1]
+        if argument == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+def _config_help(command: str, argv: list[str]) -> str:
+    """`cxrjax train --help`: the usage, then every config field with its value and its comment, from the base
+    config or, after `--config FILE[:ARGS]`, from that file."""
+    import importlib.util
+    import inspect
+
+    from cxrjax.configs import default, fields
+
+    usage, description = _CONFIG_COMMANDS[command]
+    spec = _config_file(argv)
+    if spec is None:
+        config, source = default.get_config(), "the base config, cxrjax/configs/default.py"
+    else:
+        path, _, argument = spec.partition(":")
+        loader = importlib.util.spec_from_file_location("cxrjax_help_config", path)
+        if loader is None or not os.path.isfile(path):
+            raise ValueError(f"config file {path} not found")
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+        takes_argument = bool(inspect.signature(module.get_config).parameters)
+        config = module.get_config(argument or None) if takes_argument else module.get_config()
+        source = spec
+    return f"usage: {usage}\n\n{description}\n\n{fields.describe(config, source)}"
+
+
 def _train(argv: list[str]) -> int:
     from cxrjax.runtime import sharding
     from cxrjax.training import train
@@ -202,7 +248,10 @@ def _bench(args) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxrjax", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="cxrjax", description=__doc__.splitlines()[0],
+        epilog="First try `cxrjax demo`: a synthetic release prepared, trained on and evaluated in a few minutes. "
+               "`cxrjax train --help` lists every config field with its default.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="synthetic release → shards → training → test AUC table")
@@ -335,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     _enable_compilation_cache()
     command = argv[0] if argv else ""
     try:
+        if command in _CONFIG_COMMANDS and ({"--help", "-h"} & set(argv[1:])):
+            print(_config_help(command, argv[1:]))
+            return 0
         if command in ("train", "ablate"):  # absl-style config flags, not argparse
             return {"train": _train, "ablate": _ablate}[command]([f"cxrjax {command}", *argv[1:]])
         args = _parser().parse_args(argv)

@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.flip = True
     config.data.random_crop = True  # False: centre crop for training too
     config.data.rotation = 0.0  # training rotation range, ± degrees
-    config.data.protocol = "official"  # official | random | kfold (cxrjax.splits)
+    config.data.protocol = "official"  # official | random | kfold (cxrjax.data.splits)
     config.data.split_seed = 0
     config.data.val_fraction = 0.2  # official: share of train_val held out for validation, by patient
     config.data.fractions = (0.7, 0.1, 0.2)  # random protocol
@@ -67,6 +67,6 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_epochs = 10
     config.steps_per_epoch = 0  # 0: the whole training split each epoch; N: at most N steps (smoke runs)
     config.log_every_steps = 50
-    config.prefetch_batches = 2  # global batches put on the devices ahead of the step (cxrjax.prefetch)
+    config.prefetch_batches = 2  # global batches put on the devices ahead of the step (cxrjax.data.prefetch)
     return config
 

@@ -131,10 +131,44 @@ def read_manifest(path: str) -> Metadata:
     )
 
 
+def _size_and_labels(name: str) -> tuple[int, str]:
+    """`config_name`'s inverse: "256" → (256, "v2020"), "256_labels2017" → (256, "2017")."""
+    size, _, labels = name.partition("_labels")
+    return int(size), labels or "v2020"
+
+
+def missing_shards_message(builder_dir: str) -> str:
+    """One line for shards that are not there: what *is* prepared under the same data dir (sizes, label versions,
+    older formats) and the override or the `cxrjax prepare` command that fits."""
+    config_dir = os.path.dirname(os.path.normpath(builder_dir))
+    data_dir = os.path.dirname(os.path.dirname(config_dir))
+    try:
+        size, labels = _size_and_labels(os.path.basename(config_dir))
+    except ValueError:  # not a folder of this layout
+        return f"no prepared shards in {builder_dir}; run `cxrjax prepare` first"
+    prepared, older = [], []
+    root = os.path.join(data_dir, DATASET)
+    for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
+        for version in sorted(os.listdir(os.path.join(root, name))):
+            if os.path.exists(os.path.join(root, name, version, "dataset_info.json")):
+                (prepared if version == VERSION else older).append((name, version))
+    labels_flag = "" if labels == "v2020" else " --labels 2017"
+    command = f"`cxrjax prepare --source RELEASE --data-dir {data_dir} --size {size}{labels_flag}`"
+    message = f"no prepared shards of size {size} with {labels} labels in {data_dir} ({builder_dir} is absent)"
+    if prepared:
+        choices = ", ".join(f"--config.data.size={s} --config.data.labels={l}"
+                            for s, l in (_size_and_labels(name) for name, _ in prepared))
+        return f"{message}; prepared there: {choices} (use one), or run {command}"
+    if older:
+        formats = ", ".join(f"{name} in format {version}" for name, version in older)
+        return f"{message}; prepared there only in an older format ({formats}): run {command} again"
+    return f"{message}; nothing is prepared there: run {command} (or set --config.data.data_dir)"
+
+
 def open_shards(builder_dir: str) -> Shards:
     """Opens prepared shards (a version folder, see `builder_dir`) and their manifest."""
     if not os.path.exists(os.path.join(builder_dir, "dataset_info.json")):
-        raise FileNotFoundError(f"no prepared shards in {builder_dir}; run `cxrjax prepare` first")
+        raise FileNotFoundError(missing_shards_message(builder_dir))
     builder = tfds.builder_from_directory(builder_dir)
     source = builder.as_data_source(split=SPLIT)
     serialized = builder.as_data_source(split=SPLIT, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
