@@ -62,7 +62,7 @@ def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
 
 
 _CONFIG_COMMANDS = {
-    "train": ("cxrjax train --config FILE[:ARGS] --workdir DIR [--config.FIELD=VALUE ...]",
+    "train": ("cxrjax train --config FILE[:ARGS] --workdir DIR [--config.FIELD=VALUE ...] [--accept_config_change]",
               "Trains the run a config describes, validating and checkpointing every epoch; re-running on the same "
               "workdir resumes, SIGTERM saves and exits 0."),
     "ablate": ("cxrjax ablate --config FILE[:ARGS] --workdir DIR --loss SPEC [--loss SPEC ...] [--split test] "
@@ -111,10 +111,16 @@ def _train(argv: list[str]) -> int:
     from cxrjax.runtime import sharding
     from cxrjax.training import train
 
-    config, flag_values = _config_flags(argv)
+    def define(flag_values):
+        flags.DEFINE_bool("accept_config_change", False, "resume a workdir although the config changed in a field "
+                          "that changes the run (model, losses, data, batch size, optimizer, seed)",
+                          flag_values=flag_values)
+
+    config, flag_values = _config_flags(argv, define)
     sharding.initialize_distributed()
     with train.StopOnSignal() as stop:
-        result = train.train_and_evaluate(config, flag_values.workdir, stop_requested=stop)
+        result = train.train_and_evaluate(config, flag_values.workdir, stop_requested=stop,
+                                          accept_config_change=flag_values.accept_config_change)
     if result["stopped_early"]:
         print(f"stopped by signal at step {result['step']}; checkpoint saved; re-run to resume")
     else:

@@ -14,6 +14,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from cxrjax.data import nih
 from cxrjax.data.shard_format import MANIFEST, MANIFEST_COLUMNS, builder_dir
 from data_pipelines.chestxray14 import Chestxray14, Chestxray14Config, PrepareReport
 
@@ -26,6 +27,26 @@ class Prepared:
     report: PrepareReport | None  # None when the shards already existed
 
 
+def check_release(source: str, labels: str) -> None:
+    """Refuses, before any work (TFDS would create folders and fail minutes later), a release folder without the
+    labels CSV asked for, naming the other version's CSV when that one is there, or without the split lists."""
+    wanted = nih.DATA_ENTRY_FILES[labels]
+    try:
+        nih.find_release_file(source, wanted)
+    except FileNotFoundError:
+        others = [(version, name) for version, name in nih.DATA_ENTRY_FILES.items() if version != labels]
+        for version, name in others:
+            try:
+                nih.find_release_file(source, name)
+            except FileNotFoundError:
+                continue
+            raise FileNotFoundError(f"{wanted} (the {labels} labels) not found in {source}, but {name} is: "
+                                    f"prepare with --labels {version}") from None
+        raise
+    for name in ("train_val_list.txt", "test_list.txt"):
+        nih.find_release_file(source, name)
+
+
 def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",
             num_workers: int | None = None) -> Prepared:
     """Writes the shards (unless already there), the manifest and the report. Returns where they are."""
@@ -34,6 +55,7 @@ def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",
     target = builder_dir(data_dir, size, labels)
     if os.path.exists(os.path.join(target, "dataset_info.json")):
         return Prepared(target, None)
+    check_release(source, labels)
     config = Chestxray14Config(size=size, labels=labels)
     if config.name in Chestxray14.builder_configs:  # TFDS wants registered configs by name, others as objects
         config = config.name

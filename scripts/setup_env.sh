@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the project's Python 3.12 virtual environment in .venv.
 # Why a script: the machine's default python3 is 3.11, for which pip silently picks an old jax;
-# this picks 3.12 explicitly (pyenv if present) and reinstalls only when pyproject.toml changes.
+# this picks 3.12 explicitly (pyenv if present) and reinstalls only when pyproject.toml or constraints.txt change.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
@@ -23,7 +23,8 @@ find_python() {
   return 1
 }
 
-hash="$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+# constraints.txt pins every package to the versions the tests and README's figures were measured with.
+hash="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
 stamp="$venv/.installed-$extras-$hash"
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$venv/bin/python" ]; then
@@ -34,7 +35,8 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/python" -m pip install -q --upgrade pip >&2
   # grep drops pip's notes about unused local mirror folders; pipefail keeps pip's exit status.
   target="$root"; [ "$extras" = base ] || target="$root[$extras]"
-  "$venv/bin/python" -m pip install -q -e "$target" 2>&1 | { grep -v 'is ignored: it is neither' || true; } >&2
+  "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$target" 2>&1 |
+    { grep -v 'is ignored: it is neither' || true; } >&2
   find "$venv" -maxdepth 1 -name '.installed-*' ! -name "*-$hash" -delete  # stamps of an older pyproject.toml
   touch "$stamp"
 fi

@@ -14,6 +14,7 @@ from conftest import shared_data
 from cxrjax.data import nih
 from cxrjax.data.decode import load_image
 from cxrjax.data.findings import FINDINGS
+from data_pipelines import synthetic
 from data_pipelines.chestxray14 import store_uncompressed
 from data_pipelines.prepare import prepare
 
@@ -136,3 +137,17 @@ def test_real_miniature_release(tmp_path, labels, size):
     assert (positives >= 5).all(), dict(zip(FINDINGS, positives))
     assert sum(r["official_split"] for r in records.values()) == 8
     shutil.rmtree(tmp_path)
+
+
+def test_a_release_without_the_labels_asked_for_is_refused_before_any_work(tmp_path):
+    release = synthetic.write_release(tmp_path / "release", num_images=12, size=32, seed=3).directory
+    os.rename(os.path.join(release, "Data_Entry_2017_v2020.csv"), os.path.join(release, "Data_Entry_2017.csv"))
+    data_dir = tmp_path / "data"
+    with pytest.raises(FileNotFoundError, match=r"Data_Entry_2017_v2020.csv \(the v2020 labels\) not found in .*, "
+                                                r"but Data_Entry_2017.csv is: prepare with --labels 2017"):
+        prepare(release, str(data_dir), size=32)
+    assert not data_dir.exists()  # nothing was started
+    os.remove(os.path.join(release, "test_list.txt"))
+    with pytest.raises(FileNotFoundError, match="test_list.txt not found"):
+        prepare(release, str(data_dir), size=32, labels="2017")
+    assert not data_dir.exists()

@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,6 +141,26 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(prepare
                                                      f"{last_good}"):
         train.train_and_evaluate(config, workdir)
     assert checkpoint.manager(workdir).all_steps() == checkpoint.manager(uninterrupted[0]).all_steps()
+
+
+def test_resuming_with_a_config_that_changes_the_run_is_refused(prepared_shards, uninterrupted, tmp_path):
+    """The uninterrupted run's workdir, resumed with another batch size and loss: one error naming both fields; the
+    fields that do not change the run (threads, logging, more epochs) resume; --accept_config_change continues."""
+    workdir, result = uninterrupted
+    changed = _config(prepared_shards[0])
+    changed.batch_size = 8
+    changed.losses = {"logits": {"loss": "focal", "weight": 1.0, "kwargs": {}}}
+    with pytest.raises(ValueError, match=r"trained with other values of batch_size, losses; resuming would mix two "
+                                         r"runs: use a new --workdir, or pass --accept_config_change"):
+        train.train_and_evaluate(changed, workdir)
+    harmless = _config(prepared_shards[0])
+    harmless.data.num_threads, harmless.log_every_steps = 1, 3
+    assert train.train_and_evaluate(harmless, workdir)["step"] == result["step"]  # finished: nothing left to do
+    assert train.changed_fields(json.loads(json.dumps(changed.to_dict())), changed) == []
+    copy = str(tmp_path / "copy")
+    shutil.copytree(workdir, copy)
+    changed.num_epochs = 3  # one more epoch, at the new batch size, on purpose
+    assert train.train_and_evaluate(changed, copy, accept_config_change=True)["step"] > result["step"]
 
 
 def test_sigterm_saves_and_exits_zero(prepared_shards, tmp_path):

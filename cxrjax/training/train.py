@@ -12,6 +12,7 @@ a NaN loss stops with its step number and leaves the last good checkpoint untouc
 from __future__ import annotations
 
 import functools
+import json
 import math
 import signal
 from typing import Callable
@@ -121,14 +122,49 @@ def _plateau_extra(decay: plateau.PlateauDecay | None) -> dict:
     return {} if decay is None else {"plateau": decay.state_dict()}
 
 
+# Fields a resumed run may change without becoming another run: where and how fast it reads, how often it logs,
+# how long it trains on, and what only its first start read (the weights a fresh state was initialised from).
+RESUMABLE_CHANGES = ("data.data_dir", "data.num_threads", "data.num_workers", "eval_batch_size", "log_every_steps",
+                     "prefetch_batches", "num_epochs", "model.pretrained", "model.pretrained_second",
+                     "model.require_pretrained", "model.init_from", "model.require_init_from")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "losses" and value:
+            flat |= _flat(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_fields(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+    """The fields in which `config` differs from the config a workdir was trained with, except RESUMABLE_CHANGES
+    (compared as JSON, the form the checkpoint keeps, so a tuple equals its list)."""
+    old, new = _flat(saved), _flat(json.loads(json.dumps(config.to_dict())))
+    return sorted(name for name in old.keys() | new.keys()
+                  if name not in RESUMABLE_CHANGES and old.get(name) != new.get(name))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       stop_requested: Callable[[int], bool] = lambda step: False) -> dict:
+                       stop_requested: Callable[[int], bool] = lambda step: False, *,
+                       accept_config_change: bool = False) -> dict:
     """Trains (resuming from `workdir` if it has checkpoints), validating and checkpointing every epoch.
 
-    Returns {"step", "val_mean_auc", "stopped_early"}.
+    Resuming with a config that differs in a field that changes the run (model, losses, data, batch size,
+    optimizer and schedule, seed) raises ValueError naming the fields, unless `accept_config_change`: two settings
+    mixed in one run would be reported as one. Returns {"step", "val_mean_auc", "stopped_early"}.
     """
-    run = build_run(config)
     mngr = checkpoint.manager(workdir)
+    if mngr.latest_step() is not None and not accept_config_change:
+        changed = changed_fields(checkpoint.restore_json(mngr, mngr.latest_step(), "config"), config)
+        if changed:
+            mngr.close()
+            raise ValueError(f"{workdir} was trained with other values of {', '.join(changed)}; resuming would mix "
+                             "two runs: use a new --workdir, or pass --accept_config_change to continue this one with "
+                             "the new values on purpose")
+    run = build_run(config)
     block, num_blocks = sharding.process_block(run.mesh, config.batch_size)
     grain_iter = iter(pipeline.train_dataset(
         run.shards, run.records["train"], global_batch=config.batch_size, crop=config.data.crop,
