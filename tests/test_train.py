@@ -129,17 +129,15 @@ def test_resumed_run_equals_uninterrupted_run(prepared_shards, uninterrupted, tm
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(prepared_shards, uninterrupted,
                                                                          tmp_path):
-    import shutil
-
     workdir = str(tmp_path / "run")
     shutil.copytree(uninterrupted[0], workdir)
     last_good = uninterrupted[1]["step"]
     config = _config(prepared_shards[0])
     config.num_epochs = 3
-    config.optimizer.learning_rate = float("nan")
+    config.optimizer.learning_rate = float("nan")  # a rate changed on purpose, to diverge
     with pytest.raises(train.TrainingDiverged, match=f"at step {last_good + 2}; .* last good checkpoint is step "
                                                      f"{last_good}"):
-        train.train_and_evaluate(config, workdir)
+        train.train_and_evaluate(config, workdir, accept_config_change=True)
     assert checkpoint.manager(workdir).all_steps() == checkpoint.manager(uninterrupted[0]).all_steps()
 
 
