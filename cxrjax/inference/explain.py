@@ -40,7 +40,7 @@ from cxrjax.inference.predict import (
     inference_files,
     metadata_batch,
     padded_batches,
-    predict_files,
+    predict_loaded,
 )
 from cxrjax.models import Layer, architecture_of
 from cxrjax.models.heads import example_metadata
@@ -181,7 +181,7 @@ def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, thresho
     Grad-CAM map over the file's own pixels, titled with the finding, its probability and its operating point, with
     a colour bar, and the expert's boxes of that image and finding from `boxes` (the release's box list) drawn.
 
-    The probability and the decision are the prediction's (`predict_files`: the centre crop, as evaluation); the map
+    The probability and the decision are the prediction's (the centre crop, as `predict_files` and evaluation); the map
     covers the whole image where the model takes it (`accepts_field_of_view`). `metadata` as for `predict_files`.
     Returns the written paths and one error per unreadable file.
     """
@@ -193,8 +193,7 @@ def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, thresho
     thresholds = thresholds or decision_thresholds(inference)
     errors: list[FileError] = []
     files = list(inference_files(inference, paths, errors, metadata))
-    predictions, _ = predict_files(inference, [item.path for item in files], thresholds=thresholds,
-                                   metadata=metadata, batch_size=batch_size)
+    predictions = predict_loaded(inference, files, batch_size=batch_size, thresholds=thresholds)
     maps = maps_in_source_frame(inference, files, accepts_field_of_view(inference), batch_size,
                                  gradcam_step(inference))
     by_image: dict[tuple[str, str], list[nih.Box]] = {}
