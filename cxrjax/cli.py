@@ -154,9 +154,21 @@ def _eval(args) -> int:
     from cxrjax.runtime import sharding
 
     sharding.initialize_distributed()
-    result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split, ensemble=args.ensemble,
-                                       tta=args.tta, bootstrap=args.bootstrap, data_dir=args.data_dir)
+    expert = _expert(args)
+    if args.weights:
+        if not (args.data_dir and args.out):
+            raise ValueError("eval --weights needs --data-dir (shards prepared at the model's resolution) and --out "
+                             "(where to write the evaluation)")
+        if args.ensemble:
+            raise ValueError("--ensemble combines trained workdirs; evaluate an imported model alone")
+        result = evaluate.evaluate_weights(args.weights, args.out, args.split, data_dir=args.data_dir, tta=args.tta,
+                                           bootstrap=args.bootstrap, expert=expert)
+    else:
+        result = evaluate.evaluate_workdir(args.workdir, args.checkpoint, args.split, ensemble=args.ensemble,
+                                           tta=args.tta, bootstrap=args.bootstrap, data_dir=args.data_dir,
+                                           expert=expert)
     print(metrics.auc_table(result))
+    _print_expert(result)
     return 0
 
 
@@ -164,19 +176,45 @@ def _score(args) -> int:
     from cxrjax import metrics
     from cxrjax.evaluation.score import score
 
-    result = score(args.predictions, args.labels, args.images, bootstrap=args.bootstrap)
+    expert = _expert(args)
+    result = score(args.predictions, args.labels, args.images, bootstrap=args.bootstrap, expert=expert)
     _write_json(args.output, result)
     print(metrics.auc_table(result))
+    _print_expert(result)
     return 0
+
+
+def _expert(args):
+    """The radiologists' labels `--expert-labels` names, if any."""
+    from cxrjax.evaluation import expert_labels
+
+    return expert_labels.read_expert_labels(args.expert_labels, args.expert_split) if args.expert_labels else None
+
+
+def _print_expert(result: dict) -> None:
+    from cxrjax.evaluation import expert_labels
+
+    if "expert" in result:
+        print(expert_labels.format_grade(result["expert"]))
+
+
+def _expert_arguments(parser) -> None:
+    parser.add_argument("--expert-labels", default=None, metavar="CSV",
+                        help="radiologist-adjudicated labels (Majkowska et al. 2020, Google's "
+                             "google2019_nih-chest-xray-labels.csv[.gz]): also grade the images they cover against "
+                             "them, beside NIH's labels of the same images")
+    parser.add_argument("--expert-split", choices=("test", "val", "all"), default="test",
+                        help="which of the expert file's images (its Set Id) to grade; its test images all lie in "
+                             "the official test split")
 
 
 def _predict(args) -> int:
     from cxrjax.data import nih
-    from cxrjax.evaluation.load import load_run
+    from cxrjax.evaluation.load import load_run, load_weights
     from cxrjax.inference import explain, predict
 
     metadata = predict.Metadata(age=args.age, sex=args.sex, view=args.view)
-    inference = load_run(args.workdir, args.checkpoint)
+    inference = load_weights(args.weights) if args.weights else load_run(args.workdir, args.checkpoint)
     thresholds = predict.decision_thresholds(inference, args.rule)
     results, errors = predict.predict_files(inference, args.images, thresholds=thresholds, metadata=metadata)
     print((predict.format_json if args.json else predict.format_table)(results, errors, thresholds))  # errors too
@@ -216,6 +254,21 @@ def _folds(args) -> int:
 def _import_weights(args) -> int:
     from cxrjax.models import weights
 
+    if args.source_kind == "torchxrayvision":
+        from cxrjax.models import xrv
+
+        variables, source = xrv.from_torchxrayvision(args.source, args.model)
+        weights.save_variables(args.out, variables, source=source)
+        size = source["resolution"]
+        print(f"{args.source} → {args.out} (torchxrayvision {args.model} as {source['backbone']}: 14 findings, "
+              f"dropped {', '.join(source['dropped_outputs'])}; not trained on: "
+              f"{', '.join(source['untrained']) or 'none'})\n"
+              f"  predict with it: cxrjax predict --weights {args.out} SCAN.png\n"
+              f"  evaluate it untrained: cxrjax eval --weights {args.out} --data-dir DATA --out DIR "
+              f"(shards of `cxrjax prepare --size {size}`)\n"
+              f"  fine-tune from it: --config.model.name={source['backbone']} --config.model.pretrained={args.out} "
+              f"--config.model.input={source['input']} --config.data.crop={size}")
+        return 0
     variables = weights.from_torch(args.model, weights.load_state_dict(args.source), num_classes=args.num_classes)
     weights.save_variables(args.out, variables)
     print(f"{args.source} → {args.out} ({args.model}, {args.num_classes} classes); use it with "
@@ -277,8 +330,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("train", help="train --config experiments/X.py --workdir DIR [--config.FIELD=VALUE ...]")
     commands.add_parser("ablate", help="ablate --config X.py --workdir DIR --loss bce --loss focal ... (one run each)")
 
-    evaluate = commands.add_parser("eval", help="evaluate a checkpoint on a split")
-    evaluate.add_argument("--workdir", required=True)
+    evaluate = commands.add_parser("eval", help="evaluate a checkpoint (or an imported chest X-ray model) on a split")
+    evaluated = evaluate.add_mutually_exclusive_group(required=True)
+    evaluated.add_argument("--workdir", help="a trained run's directory; the evaluation goes to WORKDIR/eval/<split>")
+    evaluated.add_argument("--weights", metavar="FILE",
+                           help="an imported chest X-ray model (`cxrjax import-weights --from torchxrayvision`) "
+                                "before any training, as a baseline; needs --data-dir and --out")
+    evaluate.add_argument("--out", default=None, metavar="DIR", help="with --weights: where to write the evaluation")
     evaluate.add_argument("--checkpoint", default="best", help="best, latest or a step number")
     evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
@@ -288,6 +346,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", default=None,
                           help="where the shards are now (the --data-dir of `cxrjax prepare`), if they have moved "
                                "since training; default: the run's config.data.data_dir")
+    _expert_arguments(evaluate)
     evaluate.set_defaults(handler=_eval)
 
     score = commands.add_parser("score", help="metrics.json for a predictions CSV")
@@ -296,14 +355,21 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--images", default=None, help="score only the images of this list file")
     score.add_argument("--output", default=None, help="write metrics.json here")
     score.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
+    _expert_arguments(score)
     score.set_defaults(handler=_score)
 
     predict = commands.add_parser("predict", help="probabilities for PNG/JPEG/DICOM files (and Grad-CAM overlays)")
     predict.add_argument("images", nargs="+")
-    predict.add_argument("--workdir", required=True)
+    model_source = predict.add_mutually_exclusive_group(required=True)
+    model_source.add_argument("--workdir", help="a trained run's directory")
+    model_source.add_argument("--weights", metavar="FILE",
+                              help="an imported chest X-ray model (`cxrjax import-weights --from torchxrayvision`), "
+                                   "zero-shot: its own preprocessing and operating points")
     predict.add_argument("--checkpoint", default="best")
-    predict.add_argument("--rule", choices=("youden", "f1"), default="youden",
-                         help="which validation operating point marks a finding as present")
+    predict.add_argument("--rule", choices=("youden", "f1", "torchxrayvision"), default=None,
+                         help="which operating point marks a finding as present: chosen on validation (youden, "
+                              "the default for a workdir; f1) or the imported model's own (the default with "
+                              "--weights)")
     predict.add_argument("--json", action="store_true")
     predict.add_argument("--cam", default=None, metavar="OUT_DIR",
                          help="write Grad-CAM pictures here, by default of the findings at or above their "
@@ -341,11 +407,21 @@ def _parser() -> argparse.ArgumentParser:
     folds.add_argument("--output", default=None, help="write the aggregate as JSON here")
     folds.set_defaults(handler=_folds)
 
-    convert = commands.add_parser("import-weights", help="torchvision/timm checkpoint → cxrjax variables (strict)")
-    convert.add_argument("source", help=".pth/.pt (needs PyTorch), .safetensors or .npz state dict")
-    convert.add_argument("--model", required=True, help="a cxrjax model name, e.g. densenet121")
+    convert = commands.add_parser("import-weights", help="torchvision/timm/torchxrayvision checkpoint → cxrjax "
+                                  "variables (strict)")
+    convert.add_argument("source", help=".pth/.pt (needs PyTorch), .safetensors or .npz state dict; with --from "
+                         "torchxrayvision, the .pt file torchxrayvision downloads to its cache folder")
+    convert.add_argument("--from", dest="source_kind", choices=("torchvision", "timm", "torchxrayvision"),
+                         default="torchvision",
+                         help="who made the file: torchvision/timm ImageNet weights (the default), or a "
+                              "torchxrayvision chest X-ray model (needs the torchxrayvision package)")
+    convert.add_argument("--model", required=True,
+                         help="a cxrjax model name (e.g. densenet121); with --from torchxrayvision its model name "
+                              "(e.g. densenet121-res224-all, resnet50-res512-all)")
     convert.add_argument("--out", required=True, help="output .msgpack")
-    convert.add_argument("--num-classes", type=int, default=14)
+    convert.add_argument("--num-classes", type=int, default=14,
+                         help="outputs of the head (torchvision/timm: a checkpoint's classifier of this size is kept, "
+                              "any other starts fresh)")
     convert.set_defaults(handler=_import_weights)
 
     bench = commands.add_parser("bench", help="training / eval / input / prepare images/s, beside PyTorch")

@@ -158,3 +158,45 @@ def test_tencrop_evaluation_of_a_whole_split_traces_once(two_runs):
     assert result["operating_points_from"] == "val predictions of this evaluation" and result["operating_points"]
     assert result["tta"] == "tencrop" and os.path.exists(os.path.join(two_runs[0], "eval", "test_tta-tencrop",
                                                                       "predictions.csv"))
+
+
+def test_eval_grades_the_images_radiologists_labelled(two_runs, prepared_shards, tmp_path):
+    """`eval --expert-labels`: the test images present in the expert file are graded against its labels and
+    against NIH's labels of the same images (AUCs recomputed here from predictions.csv); the report has the
+    section."""
+    from sklearn.metrics import roc_auc_score
+
+    from cxrjax.evaluation import expert_labels
+
+    workdir = two_runs[0]
+    metadata = shard_format.open_shards(prepared_shards[1]).metadata
+    test_names = [n for n, is_test in zip(metadata.image_index, metadata.is_test) if is_test]
+    rng = np.random.default_rng(0)
+    graded = test_names[::2]  # half of the test images have expert labels; the file also names unknown images
+    rows = [[name, patient, *rng.choice(["YES", "NO"], 4), "test"]
+            for name, patient in zip(graded, rng.integers(1, 10, len(graded)))]
+    rows.append(["99999999_000.png", 1, "NO", "YES", "NO", "NO", "test"])
+    path = tmp_path / "expert.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([["Image Index", "Patient ID", *expert_labels.EXPERT_FINDINGS, "Set Id"], *rows])
+    expert = expert_labels.read_expert_labels(str(path))
+    result = evaluate.evaluate_workdir(workdir, "latest", "test", bootstrap=20, expert=expert)
+    names, probabilities = _read_predictions(os.path.join(workdir, "eval", "test", "predictions.csv"))
+    assert result["expert"]["num_images"] == len(graded)
+    row_of = {name: i for i, name in enumerate(names)}
+    index = {name: i for i, name in enumerate(metadata.image_index)}
+    rows_graded = [row_of[name] for name in graded]
+    for k, finding in enumerate(expert_labels.EXPERT_FINDINGS):
+        entry = result["expert"]["findings"][finding]
+        if finding == "Fracture":
+            assert not entry["scored"]
+            continue
+        columns = [FINDINGS.index(f) for f in entry["from"]]
+        scores = probabilities[rows_graded][:, columns].max(axis=1)
+        expert_y = np.array([row[2 + k] == "YES" for row in rows[:-1]])
+        nih_y = metadata.labels[[index[name] for name in graded]][:, columns].any(axis=1)
+        assert entry["auc_expert"] == pytest.approx(roc_auc_score(expert_y, scores), abs=1e-6)  # CSV: 7 digits
+        if nih_y.min() != nih_y.max():
+            assert entry["auc_nih"] == pytest.approx(roc_auc_score(nih_y, scores), abs=1e-6)
+    report = open(os.path.join(workdir, "eval", "test", "report.md")).read()
+    assert "## Against radiologists" in report and "not scored" in report

@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.reduce_channels = 0  # bilinear/fmsml: 1x1 reduction before the outer product; can: common width
     config.model.backbone_kwargs = ml_collections.ConfigDict()  # e.g. {"remat": True} for DenseNet
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters and losses stay float32)
+    # How uint8 pixels become the model's input: imagenet (3 channels, ImageNet mean/std) | xrv (1 channel in
+    # [-1024, 1024], torchxrayvision's models; a `pretrained` file made from one needs it). cxrjax.models.preprocess
+    config.model.input = "imagenet"
     config.model.predict_head = "logits"  # the head whose sigmoid is the prediction
     config.model.pretrained = ""  # variables from `cxrjax import-weights` (ImageNet weights); "" = random init
     # True: building the run fails when neither `pretrained` nor `init_from` is given (the paper rows that start

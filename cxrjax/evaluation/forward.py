@@ -38,9 +38,11 @@ def tta_views(images, tta: str | None, crop: int):
     raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of {TTA_MODES}")
 
 
-def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | None = None, crop: int | None = None):
+def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | None = None, crop: int | None = None,
+                      input_scaling: str = "imagenet"):
     """`step(variables, images uint8, metadata=None) -> probabilities float32`, jitted, batch sharded along "data".
 
+    `input_scaling`: how the model takes its pixels (`config.model.input`, `models.preprocess.INPUTS`).
     With `tta`, probabilities are averaged over `tta_views` (for tencrop the images are the uncropped ones).
     `metadata` (age, sex, view arrays) is needed by the metadata-fusion model only.
     """
@@ -55,7 +57,7 @@ def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | 
         batch = jnp.swapaxes(views, 0, 1).reshape((-1, *views.shape[2:]))
         if metadata is not None:
             metadata = jax.tree.map(lambda values: jnp.repeat(values, num_views, axis=0), metadata)
-        outputs = model.apply(variables, normalize(batch, dtype), metadata=metadata, train=False)
+        outputs = model.apply(variables, normalize(batch, dtype, input_scaling), metadata=metadata, train=False)
         probabilities = jax.nn.sigmoid(outputs[predict_head].astype(jnp.float32))
         return probabilities.reshape((images.shape[0], num_views, -1)).mean(axis=1)
 

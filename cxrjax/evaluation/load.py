@@ -14,7 +14,9 @@ from typing import Any
 import ml_collections
 
 from cxrjax import models
+from cxrjax.configs import default
 from cxrjax.evaluation.forward import make_predict_step
+from cxrjax.models import weights
 from cxrjax.runtime import sharding
 from cxrjax.runtime.checkpoint import load_variables
 
@@ -40,11 +42,18 @@ class TrainedRun:
         written mid-epoch (SIGTERM)."""
         return (self.extra or {}).get("thresholds")
 
+    @property
+    def default_rule(self) -> str:
+        """The threshold rule predictions use unless told: an imported model's own operating points, else the
+        Youden-optimal ones chosen on validation."""
+        source = (self.extra or {}).get("source")
+        return source["source"] if source else "youden"
+
     def predict_step(self, tta: str | None = None):
         """The jitted forward of this run's prediction head (`forward.make_predict_step`), optionally with TTA; for
         ten-crop the images given are the uncropped ones."""
         return make_predict_step(self.model, self.dtype, self.config.model.predict_head, tta=tta,
-                                 crop=self.config.data.crop)
+                                 crop=self.config.data.crop, input_scaling=self.config.model.input)
 
 
 def load_run(workdir: str, checkpoint: str | int = "best", *, mesh=None) -> TrainedRun:
@@ -52,7 +61,29 @@ def load_run(workdir: str, checkpoint: str | int = "best", *, mesh=None) -> Trai
     that mesh (for predicting batches sharded over it); without, they stay host arrays."""
     step, config, extra, variables = load_variables(workdir, checkpoint)
     config = ml_collections.ConfigDict(config)
+    if "input" not in config.model:  # saved before models took other inputs than ImageNet's
+        config.model.input = "imagenet"
     if mesh is not None:
         variables = sharding.replicate(variables, mesh)
     return TrainedRun(config, models.model_from_config(config.model), variables,
                       models.compute_dtype(config.model.dtype), step, extra)
+
+
+def load_weights(path: str, *, mesh=None) -> TrainedRun:
+    """An imported chest X-ray model (`cxrjax import-weights --from torchxrayvision`) as a run at step 0, for
+    zero-shot prediction and evaluation: the base config with the model, input scaling and resolution the file
+    describes (`data.size` = `data.crop` = its resolution: the whole image, as it was trained), and the file's
+    operating points as the thresholds of its source's rule."""
+    source = weights.load_source(path)
+    if not source:
+        raise ValueError(f"{path} describes no trained chest X-ray model (an ImageNet import has no findings' "
+                         f"outputs to predict with): train from it with --config.model.pretrained={path}, or import "
+                         "one with `cxrjax import-weights --from torchxrayvision`")
+    config = default.get_config()
+    config.model.name, config.model.input = source["backbone"], source["input"]
+    config.data.size = config.data.crop = source["resolution"]
+    variables = weights.load_variables(path)
+    if mesh is not None:
+        variables = sharding.replicate(variables, mesh)
+    return TrainedRun(config, models.model_from_config(config.model), variables, models.compute_dtype("float32"), 0,
+                      {"thresholds": {source["source"]: source["thresholds"]}, "source": source})

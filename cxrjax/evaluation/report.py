@@ -29,16 +29,26 @@ from cxrjax.metrics.published import Measured
 # blue/navy, ...) cannot be confused.
 _COLOURS = ("#e6194b", "#000075", "#4363d8", "#800000", "#3cb44b", "#808000", "#f58231", "#911eb4", "#f032e6",
             "#42d4f4", "#469990", "#9a6324", "#000000", "#808080")
-_OPERATING_RULES = {"youden": "Youden's J (max sensitivity + specificity − 1)", "f1": "max F1"}
+_OPERATING_RULES = {"youden": "Youden's J (max sensitivity + specificity − 1)", "f1": "max F1",
+                    "torchxrayvision": "the imported model's own operating points (torchxrayvision's op_threshs)"}
 _MARKER_LABELS = {"youden": "Youden point (threshold chosen\non validation: max sensitivity\n+ specificity − 1)",
-                  "f1": "F1 point (threshold chosen\non validation: max F1)"}
-# Markers that stand out on every curve colour: gold and white faces, black edges, two shapes; the F1 diamond is
+                  "f1": "F1 point (threshold chosen\non validation: max F1)",
+                  "torchxrayvision": "the imported model's own\noperating point"}
+# Markers that stand out on every curve colour: gold and white faces, black edges, three shapes; the F1 diamond is
 # drawn smaller and on top, so where both thresholds give the same point it sits inside the gold disc.
 _MARKER_STYLES = {"youden": {"marker": "o", "markersize": 10, "markerfacecolor": "#ffd700", "markeredgecolor": "black"},
-                  "f1": {"marker": "D", "markersize": 5.5, "markerfacecolor": "white", "markeredgecolor": "black"}}
+                  "f1": {"marker": "D", "markersize": 5.5, "markerfacecolor": "white", "markeredgecolor": "black"},
+                  "torchxrayvision": {"marker": "s", "markersize": 6, "markerfacecolor": "#00bfff",
+                                      "markeredgecolor": "black"}}
+
 _CHANCE = {"color": "#999999", "linestyle": ":", "linewidth": 1.2}
 _BASELINE = {"color": "#555555", "linestyle": "--", "linewidth": 1.2}
 _GRID = (3, 5)  # rows, columns: 14 findings and the key
+
+
+def _rules(thresholds: dict | None) -> list[str]:
+    """The threshold rules a run has, in the figures' and tables' order."""
+    return [rule for rule in _OPERATING_RULES if rule in (thresholds or {})]
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -88,8 +98,9 @@ def _operating_points(labels, probabilities, thresholds: dict | None) -> list[st
     if not thresholds:
         return ["No thresholds were given (they are chosen on the validation split), so no operating points."]
     lines = []
-    for rule, description in _OPERATING_RULES.items():
-        points = thresholds_lib.apply_thresholds(labels, probabilities, thresholds.get(rule, {}))
+    for rule in _rules(thresholds):
+        description = _OPERATING_RULES[rule]
+        points = thresholds_lib.apply_thresholds(labels, probabilities, thresholds[rule])
         rows = []
         for finding in FINDINGS:
             point = points[finding]
@@ -102,6 +113,30 @@ def _operating_points(labels, probabilities, thresholds: dict | None) -> list[st
                   *_table(["finding", "threshold", "TP", "FP", "TN", "FN", "sensitivity", "specificity", "PPV",
                            "NPV", "F1"], rows), ""]
     return lines
+
+
+def _against_radiologists(grade: dict | None) -> list[str]:
+    """The section grading the images with radiologist-adjudicated labels (`expert_labels.grade`), if any."""
+    if not grade:
+        return []
+    rows = []
+    for finding, entry in grade["findings"].items():
+        if not entry["scored"]:
+            rows.append([finding, f"not scored: {entry['reason']}", *["n/a"] * 4])
+            continue
+        rows.append([finding, ", ".join(entry["from"]) + f" ({entry['reading']})",
+                     f"{entry['expert_positives']} / {entry['nih_positives']}", _number(entry["agreement"], 3),
+                     _with_ci(entry["auc_expert"], entry["auc_expert_ci"]),
+                     _with_ci(entry["auc_nih"], entry["auc_nih_ci"])])
+    return ["## Against radiologists", "",
+            f"{grade['num_images']:,} images of this split ({grade['num_patients']:,} patients) have labels "
+            f"adjudicated by three radiologists ({grade['citation']}; `{grade['labels']}`, Set Id {grade['split']}). "
+            "Each expert finding is scored with the largest probability of the findings it maps to, and graded "
+            "against the radiologists and against NIH's text-mined labels of the same images (positive when any of "
+            "those findings is); the mapping is `cxrjax/evaluation/expert_labels.py`'s. 95% CIs: patient-level "
+            f"bootstrap, {grade['bootstrap']} resamples.", "",
+            *_table(["expert finding", "scored from", "positives (radiologists / NIH)", "agreement of the labels",
+                     "AUC vs radiologists", "AUC vs NIH, same images"], rows), ""]
 
 
 def _published_averages(measured: Measured | None, with_reasons: bool) -> list[str]:
@@ -127,8 +162,8 @@ def operating_markers(labels, probabilities,
     is None where the finding has no threshold or a rate is undefined here (no positives, no negatives, or no image
     called positive)."""
     markers = {}
-    for rule in thresholds_lib.RULES:
-        points = thresholds_lib.apply_thresholds(labels, probabilities, (thresholds or {}).get(rule, {}))
+    for rule in _rules(thresholds):
+        points = thresholds_lib.apply_thresholds(labels, probabilities, thresholds[rule])
         markers[rule] = {}
         for finding in FINDINGS:
             point = points[finding]
@@ -170,8 +205,8 @@ def _undefined(axes: Axes, finding: str, metric: str, metrics: dict) -> None:
 
 
 def _mark(axes: Axes, markers: dict, finding: str, curve: str) -> None:
-    for rule, style in _MARKER_STYLES.items():
-        point = markers[rule][finding][curve]
+    for rule in markers:
+        style, point = _MARKER_STYLES[rule], markers[rule][finding][curve]
         if point is not None:
             axes.plot([point[0]], [point[1]], linestyle="none", zorder=3, clip_on=False, gid=rule, **style)
 
@@ -179,8 +214,8 @@ def _mark(axes: Axes, markers: dict, finding: str, curve: str) -> None:
 def _key(key: Axes, curve_label: str, reference: tuple[str, dict], thresholds: dict | None) -> None:
     label, style = reference
     handles = [Line2D([], [], color="#555555", linewidth=1.8, label=curve_label), Line2D([], [], label=label, **style),
-               *(Line2D([], [], linestyle="none", label=_MARKER_LABELS[rule], **marker)
-                 for rule, marker in _MARKER_STYLES.items() if thresholds)]
+               *(Line2D([], [], linestyle="none", label=_MARKER_LABELS[rule], **_MARKER_STYLES[rule])
+                 for rule in _rules(thresholds))]
     key.legend(handles=handles, loc="center", fontsize=10, frameon=False, handlelength=2, labelspacing=1.1)
 
 
@@ -276,6 +311,7 @@ def write_report(out_dir: str, labels, probabilities, metrics: dict, thresholds:
         f"The last four columns are published per-finding AUCs on the **official** test split; against this run: "
         f"{columns}.", "",
         *_per_finding(metrics), "",
+        *_against_radiologists(metrics.get("expert")),
         "## Operating points", "",
         "Thresholds chosen on the validation split, applied here; an image is positive when its probability is at "
         "least the threshold. The figures mark both points on every finding's curves.", "",

@@ -15,6 +15,7 @@ import numpy as np
 from cxrjax import metrics as metrics_lib
 from cxrjax.data import nih
 from cxrjax.data.findings import FINDINGS
+from cxrjax.evaluation import expert_labels
 
 
 class ScoreError(ValueError):
@@ -73,9 +74,11 @@ def read_predictions(path: str) -> tuple[list[str], np.ndarray]:
 
 
 def score(predictions_path: str, labels_path: str, images_path: str | None = None, *, bootstrap: int = 1000,
-          seed: int = 0) -> dict:
+          seed: int = 0, expert: expert_labels.ExpertLabels | None = None) -> dict:
     """metrics.json content for a predictions file, optionally restricted to the images of a list file; confidence
-    intervals from `bootstrap` patient-level resamples (0: none)."""
+    intervals from `bootstrap` patient-level resamples (0: none). `expert`: radiologists' labels; the images they
+    cover are also graded against them, beside NIH's labels of the same images (`expert_labels.grade`, under
+    "expert")."""
     names, probabilities = read_predictions(predictions_path)
     entries, _ = nih.read_data_entry(labels_path)
     labels_of = {entry.image_index: entry.labels for entry in entries}
@@ -93,5 +96,9 @@ def score(predictions_path: str, labels_path: str, images_path: str | None = Non
     if not names:
         raise ScoreError(f"{predictions_path}: no predictions to score")
     labels = np.stack([labels_of[name] for name in names])
-    return metrics_lib.full_metrics(labels, probabilities, [patient_of[name] for name in names], bootstrap=bootstrap,
-                                    seed=seed)
+    patients = [patient_of[name] for name in names]
+    result = metrics_lib.full_metrics(labels, probabilities, patients, bootstrap=bootstrap, seed=seed)
+    if expert is not None:
+        result["expert"] = expert_labels.grade(expert, names, probabilities, labels, patients, bootstrap=bootstrap,
+                                               seed=seed)
+    return result

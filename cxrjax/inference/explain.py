@@ -44,7 +44,7 @@ from cxrjax.inference.predict import (
 )
 from cxrjax.models import Layer, architecture_of
 from cxrjax.models.heads import example_metadata
-from cxrjax.models.preprocess import normalize
+from cxrjax.models.preprocess import input_scaling, normalize
 
 
 def default_layers(model) -> tuple[Layer, ...]:
@@ -81,16 +81,17 @@ def _forward(model, variables, x, layers: tuple[Layer, ...], replacements=None, 
     return tuple(captured[index] for index in range(len(layers))), outputs
 
 
-def make_gradcam_step(model, dtype, predict_head: str = "logits", layer=None):
+def make_gradcam_step(model, dtype, predict_head: str = "logits", layer=None, scaling: str = "imagenet"):
     """`step(variables, images uint8 (N, H, W, 1), metadata=None) -> {"cam": (N, 14, H, W), "probabilities":
     (N, 14)}`, float32, jitted. Maps are non-negative and unscaled (`scale_map` them to show or threshold them).
     `metadata` ({"age", "sex", "view"} arrays (N,)) is for the metadata-fusion model, which needs it. `layer`: the
-    submodule path whose output is explained, or several whose maps are summed; default `default_layers(model)`."""
+    submodule path whose output is explained, or several whose maps are summed; default `default_layers(model)`.
+    `scaling`: how the model takes its pixels (`config.model.input`)."""
     layers = _layers(model, layer)
 
     @jax.jit
     def step(variables, images, metadata=None):
-        x = normalize(images, dtype)
+        x = normalize(images, dtype, scaling)
         features, _ = _forward(model, variables, x, layers, metadata=metadata)
         features = tuple(feature_map.astype(jnp.float32) for feature_map in features)
 
@@ -113,7 +114,8 @@ def make_gradcam_step(model, dtype, predict_head: str = "logits", layer=None):
 
 def gradcam_step(inference, layer=None):
     """`make_gradcam_step` for a loaded checkpoint (`evaluation.load.load_run`)."""
-    return make_gradcam_step(inference.model, inference.dtype, inference.config.model.predict_head, layer)
+    return make_gradcam_step(inference.model, inference.dtype, inference.config.model.predict_head, layer,
+                             inference.config.model.input)
 
 
 def accepts_field_of_view(inference) -> bool:
@@ -122,7 +124,8 @@ def accepts_field_of_view(inference) -> bool:
     size = inference.config.data.size
     try:
         jax.eval_shape(lambda variables: inference.model.apply(
-            variables, jnp.zeros((1, size, size, 3), jnp.float32), metadata=example_metadata(1), train=False),
+            variables, jnp.zeros((1, size, size, input_scaling(inference.config.model.input).channels), jnp.float32),
+            metadata=example_metadata(1), train=False),
             inference.variables)
     except Exception:  # noqa: BLE001 — a shape the model cannot take fails somewhere inside its trace
         return False

@@ -129,8 +129,10 @@ def choose_metadata(name: str, given: Metadata, own: Metadata, model_name: str =
     return float(chosen["age"]), SEXES.index(chosen["sex"]), VIEWS.index(chosen["view"])
 
 
-def decision_thresholds(inference, rule: str = "youden") -> Thresholds:
-    """Per-finding thresholds saved with the checkpoint under `rule`, 0.5 (with a note) where there are none."""
+def decision_thresholds(inference, rule: str | None = None) -> Thresholds:
+    """Per-finding thresholds saved with the checkpoint under `rule` (default: the run's `default_rule`), 0.5 (with
+    a note) where there are none."""
+    rule = rule or inference.default_rule
     chosen = ((inference.extra or {}).get("thresholds") or {}).get(rule) or {}
     if not chosen:
         return Thresholds(np.full(NUM_FINDINGS, DEFAULT_THRESHOLD), str(DEFAULT_THRESHOLD),

@@ -18,7 +18,7 @@ from PIL import Image
 from cxrjax.data import images
 from cxrjax.data.decode import to_grayscale_float
 from cxrjax.data.findings import FINDINGS
-from cxrjax.evaluation.load import TrainedRun, load_run
+from cxrjax.evaluation.load import TrainedRun, load_run, load_weights
 from cxrjax.inference import explain, pictures, predict
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
@@ -87,8 +87,10 @@ class Predictor:
         return pictures.scale_map(maps[0][FINDINGS.index(finding)])
 
 
-def load(workdir: str, checkpoint: str | int = "best", *, rule: str = "youden", mesh: Any = None) -> Predictor:
+def load(workdir: str, checkpoint: str | int = "best", *, rule: str | None = None, mesh: Any = None) -> Predictor:
     """`cxrjax.load("runs/r18")`: the run of `workdir` at `checkpoint` (best, latest or a step) from its checkpoint
-    alone, with the operating points chosen on validation by `rule` (youden or f1; 0.5 where none were saved)."""
-    run = load_run(workdir, checkpoint, mesh=mesh)
+    alone, with the operating points chosen on validation by `rule` (youden, the default, or f1; 0.5 where none were
+    saved). `cxrjax.load("weights/xrv_all.msgpack")`: an imported chest X-ray model, zero-shot, with its own
+    operating points (`load_weights`)."""
+    run = load_weights(workdir, mesh=mesh) if os.path.isfile(workdir) else load_run(workdir, checkpoint, mesh=mesh)
     return Predictor(run, predict.decision_thresholds(run, rule))

@@ -238,7 +238,8 @@ def bootstrap_auc_samples(labels: np.ndarray, probabilities: np.ndarray, patient
     return bootstrap_samples(labels, probabilities, patient_ids, resamples=resamples, seed=seed)["auc"]
 
 
-def _interval(values: np.ndarray, level: float) -> dict:
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> dict:
+    """{low, high, resamples_used}: the central `level` percentile interval of the defined (non-NaN) values."""
     values = values[~np.isnan(values)]
     if values.size == 0:
         return {"low": None, "high": None, "resamples_used": 0}
@@ -277,17 +278,17 @@ def bootstrap_ci(labels: np.ndarray, probabilities: np.ndarray, patient_ids, *, 
               "num_patients": int(len(np.unique(np.asarray(patient_ids))))}
     for name, mean_name in (("auc", "mean_auc"), ("d_auc", "mean_d_auc"), ("n_auc", "mean_n_auc"), ("ap", "map")):
         values, ok = samples[name], defined[name]
-        result[name] = {finding: _interval(values[:, k], level) if ok[k] else None
+        result[name] = {finding: percentile_interval(values[:, k], level) if ok[k] else None
                         for k, finding in enumerate(FINDINGS)}
         means = values[_complete(values, ok)][:, ok].mean(axis=1) if ok.any() else np.empty(0)  # none defined
-        result[mean_name] = _interval(means, level)
+        result[mean_name] = percentile_interval(means, level)
     complete = _complete(samples["auc"], defined["auc"])
     auc, shares = samples["auc"][complete][:, defined["auc"]], samples["prevalence"][complete][:, defined["auc"]]
     total, weight = (shares * auc).sum(axis=1), shares.sum(axis=1)
-    result["w_auc"] = _interval(total, level)
+    result["w_auc"] = percentile_interval(total, level)
     with np.errstate(invalid="ignore", divide="ignore"):
-        result["w_auc_normalized"] = _interval(np.where(weight > 0, total / np.where(weight > 0, weight, 1), np.nan),
-                                               level)
+        normalized = np.where(weight > 0, total / np.where(weight > 0, weight, 1), np.nan)
+    result["w_auc_normalized"] = percentile_interval(normalized, level)
     return result
 
 

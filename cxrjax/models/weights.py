@@ -129,10 +129,13 @@ def _to_flax_layout(leaf: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def from_torch(model_name: str, state_dict: StateDict, num_classes: int = 14, *,
+def from_torch(model_name: str, state_dict: StateDict, num_classes: int = 14, *, in_channels: int = 3,
                rng: jax.Array | int = 0) -> dict[str, dict]:
     """Flax variables ({'params', 'batch_stats'} for CNNs, {'params'} for Swin) of `create_model(model_name,
     num_classes)` from a torchvision/timm state dict, as host numpy float32 arrays.
+
+    `in_channels`: the input channels of the checkpoint's first convolution (3 for ImageNet; 1 for torchxrayvision's
+    grayscale models, `models.xrv`).
 
     The head `fc` is imported when the checkpoint's classifier has `num_classes` outputs. Otherwise (ImageNet's
     1000 classes into a 14-finding model, a headless checkpoint, or VGG whose classifier is not our head) the
@@ -142,7 +145,7 @@ def from_torch(model_name: str, state_dict: StateDict, num_classes: int = 14, *,
     layout = layout_for(model_name)
     model = create_model(model_name, num_classes)
     size = layout.example_size(model.backbone)
-    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.float32))
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, size, size, in_channels), jnp.float32))
     targets = traverse_util.flatten_dict(shapes)
     source = layout.normalize_keys(state_dict)
 
@@ -235,10 +238,10 @@ def _load_torch_pickle(path: Path) -> dict[str, np.ndarray]:
         if isinstance(checkpoint.get(wrapper), dict):
             checkpoint = checkpoint[wrapper]
             break
-    return {key: _tensor_to_numpy(value) for key, value in checkpoint.items()}
+    return {key: tensor_to_numpy(value) for key, value in checkpoint.items()}
 
 
-def _tensor_to_numpy(tensor) -> np.ndarray:
+def tensor_to_numpy(tensor) -> np.ndarray:
     """numpy has no bfloat16: half-precision floats come back as float32."""
     tensor = tensor.detach().cpu()
     if tensor.is_floating_point() and tensor.element_size() < 4:
@@ -246,12 +249,43 @@ def _tensor_to_numpy(tensor) -> np.ndarray:
     return tensor.numpy()
 
 
-def save_variables(path: str | Path, variables: Mapping[str, Any]) -> None:
-    """Write Flax variables (nested dicts of arrays) as msgpack (flax.serialization), e.g. `densenet121.msgpack`."""
+SOURCE_KEY = "cxrjax_source"  # the entry of a weights file that describes where its variables came from
+
+
+def save_variables(path: str | Path, variables: Mapping[str, Any], source: Mapping[str, Any] | None = None) -> None:
+    """Write Flax variables (nested dicts of arrays) as msgpack (flax.serialization), e.g. `densenet121.msgpack`.
+
+    `source` (JSON-like: str, numbers, None, lists, dicts) travels in the same file under `SOURCE_KEY`: what a
+    model needs besides its variables to see what it was trained on (e.g. `xrv.SourceModel.describe()`: the input
+    scaling, the resolution, the operating points). One file, so the two cannot be separated."""
     state = jax.tree.map(np.asarray, serialization.to_state_dict(variables))
+    if source is not None:
+        state[SOURCE_KEY] = dict(source)
     Path(path).write_bytes(serialization.msgpack_serialize(state))
 
 
+def _read(path: str | Path) -> dict[str, Any]:
+    try:
+        return serialization.msgpack_restore(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"weights file {path} not found (made by `cxrjax import-weights`)") from None
+    except Exception as error:  # noqa: BLE001 — msgpack raises several unrelated types on damaged bytes
+        raise ValueError(f"{path} is not a weights file written by `cxrjax import-weights` ({error})") from None
+
+
+def load_weights_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the variables written by `save_variables`, nested dicts of numpy arrays; the `source` saved with them, or
+    None: an ImageNet import carries none)."""
+    contents = _read(path)
+    source = contents.pop(SOURCE_KEY, None)
+    return contents, source
+
+
 def load_variables(path: str | Path) -> dict[str, Any]:
-    """Read variables written by `save_variables` (nested dicts of numpy arrays)."""
-    return serialization.msgpack_restore(Path(path).read_bytes())
+    """The variables of a weights file (`load_weights_file` without the source)."""
+    return load_weights_file(path)[0]
+
+
+def load_source(path: str | Path) -> dict[str, Any] | None:
+    """The source description of a weights file (`load_weights_file`)."""
+    return load_weights_file(path)[1]

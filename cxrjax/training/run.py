@@ -7,6 +7,7 @@ checkpoint restores onto exactly the structure it was saved from; evaluation nee
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Any
 
 import jax
@@ -17,6 +18,7 @@ import optax
 from cxrjax import models
 from cxrjax.data import pipeline, shard_format, splits
 from cxrjax.models import weights
+from cxrjax.models.preprocess import input_scaling
 from cxrjax.runtime import checkpoint, sharding
 from cxrjax.training.state import TrainState, create_optimizer, create_train_state, learning_rate_schedule
 
@@ -37,9 +39,30 @@ def _replace_variables(state: TrainState, variables: dict, source: str) -> Train
     return state.replace(params=placed["params"], batch_stats=placed["batch_stats"])
 
 
+def check_pretrained_inputs(config: ml_collections.ConfigDict) -> None:
+    """Refuses imports learned on other inputs than the config feeds: a torchxrayvision model's first convolution
+    takes one channel in [−1024, 1024] (`models.xrv`), an ImageNet one three normalised channels. Fine-tuning keeps
+    the source's input, so its first layer's weights keep their meaning (the one way cxrjax handles the channel
+    count). Checked before anything is built; a different resolution is only a warning (CNNs take any size)."""
+    for field in ("pretrained", "pretrained_second"):
+        path = config.model[field]
+        if not path:
+            continue
+        source = weights.load_source(path)
+        expected = source["input"] if source else "imagenet"
+        if expected != config.model.input:
+            resolution = f" --config.data.crop={source['resolution']}" if source else ""
+            raise ValueError(f"{path} was trained on {input_scaling(expected).description} inputs; this config "
+                             f"feeds {input_scaling(config.model.input).description}: add "
+                             f"--config.model.input={expected}{resolution}")
+        if source and source["resolution"] != config.data.crop:
+            logging.warning("%s was trained at %d², this run feeds %d² (config.data.crop)", path,
+                            source["resolution"], config.data.crop)
+
+
 def with_pretrained(state: TrainState, model_config: ml_collections.ConfigDict) -> TrainState:
-    """Puts `cxrjax import-weights` files (ImageNet backbones) into the fresh state, where the architecture's record
-    says (`models.Architecture.pretrained_into`)."""
+    """Puts `cxrjax import-weights` files (ImageNet backbones, or a whole chest X-ray model) into the fresh state,
+    where the architecture's record says (`models.Architecture.pretrained_into`)."""
     targets = models.ARCHITECTURES[model_config.architecture].pretrained_into
     if targets is None:  # the import is the whole model
         return _replace_variables(state, weights.load_variables(model_config.pretrained),
@@ -91,6 +114,7 @@ class Run:
 
 def build_run(config: ml_collections.ConfigDict) -> Run:
     check_pretrained(config.model)
+    check_pretrained_inputs(config)
     mesh = sharding.data_mesh()
     for name in ("batch_size", "eval_batch_size"):
         if config[name] % mesh.size:
@@ -103,7 +127,8 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     steps = pipeline.steps_per_epoch(len(records["train"]), config.batch_size, config.steps_per_epoch)
     schedule = learning_rate_schedule(config.optimizer, steps)
     tx = create_optimizer(config.optimizer, schedule, tuple(config.model.frozen))
-    state = create_train_state(model, tx, (data.crop, data.crop, 3), init_key(config.seed), mesh)
+    channels = input_scaling(config.model.input).channels
+    state = create_train_state(model, tx, (data.crop, data.crop, channels), init_key(config.seed), mesh)
     if config.model.pretrained:
         state = with_pretrained(state, config.model)
     if config.model.init_from:  # a later training stage starts from an earlier stage's best checkpoint

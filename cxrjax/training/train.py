@@ -43,9 +43,9 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
 
 
-def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key):
+def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key, input_scaling: str = "imagenet"):
     """One optimisation step on a global batch of uint8 images; returns the new state and float32 metrics."""
-    images = normalize(batch["image"], dtype)
+    images = normalize(batch["image"], dtype, input_scaling)
     mask = jnp.ones(batch["labels"].shape[:1], jnp.float32)
 
     metadata = {name: batch[name] for name in shard_format.METADATA_FIELDS}
@@ -188,11 +188,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     objective = losses.build_objective(config.losses.to_dict(),
                                        class_stats.positive_rate(run.shards.metadata.labels[run.records["train"]]))
     step_fn = functools.partial(train_step, objective=objective, dtype=run.dtype,
-                                dropout_key=jax.random.key(config.seed + 1))
+                                dropout_key=jax.random.key(config.seed + 1), input_scaling=config.model.input)
     state_sharding = jax.tree.map(lambda x: x.sharding, state)
     jitted_step = jax.jit(step_fn, in_shardings=(state_sharding, sharding.batch_sharded(run.mesh)),
                           out_shardings=(state_sharding, sharding.replicated(run.mesh)), donate_argnums=0)
-    predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head)
+    predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head,
+                                     input_scaling=config.model.input)
 
     log = RunLog(workdir)
     start = int(state.step)
