@@ -7,6 +7,9 @@ Paper: AUC 0.8354 (W-AUC 0.5888, D-AUC 0.7937, N-AUC 0.8651). Ours: not yet run 
         --config.data.data_dir=DATA --config.model.pretrained=weights/densenet121.msgpack
     cxrjax eval --workdir runs/ge2018_d121 --split test
 
+Table 1's R18 + D121 row (AUC 0.8355, W-AUC 0.5883, D-AUC 0.7930, N-AUC 0.8653), the ensemble with ge2018_r18:
+`cxrjax eval --workdir runs/ge2018_d121 --ensemble runs/ge2018_r18`.
+
 The plain GAP + fc classifier: the bilinear channel reduction (`--config.model.reduce_channels=K`) belongs to the
 `ge2018_d121_bl.py` / `ge2018_d121_fmsml.py` rows, not to this one (the classifier refuses it).
 """

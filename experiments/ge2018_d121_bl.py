@@ -7,6 +7,9 @@ Paper: AUC 0.8107 (W-AUC 0.5770, D-AUC 0.7523, N-AUC 0.8529). Ours: not yet run 
         --config.data.data_dir=DATA --config.model.pretrained=weights/densenet121.msgpack
     cxrjax eval --workdir runs/ge2018_d121_bl --split test
 
+Table 1's D121 + D121-BL row (AUC 0.8364, W-AUC 0.5896, D-AUC 0.7926, N-AUC 0.8679), the ensemble with ge2018_d121:
+`cxrjax eval --workdir runs/ge2018_d121_bl --ensemble runs/ge2018_d121`.
+
 Memory: the full bilinear head is Ge's setting, 1024² = 1,048,576 features (a 14.7M-parameter `fce.fc`). The
 documented low-rank option `model.reduce_channels` maps the features by a learned 1x1 conv to K channels first
 (K² features; not the paper's setting, so say so when reporting a number):

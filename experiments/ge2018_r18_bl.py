@@ -6,6 +6,9 @@ Paper: AUC 0.7680 (W-AUC 0.5543, D-AUC 0.6825, N-AUC 0.8307). Ours: not yet run 
     cxrjax train --config experiments/ge2018_r18_bl.py --workdir runs/ge2018_r18_bl \
         --config.data.data_dir=DATA --config.model.pretrained=weights/resnet18.msgpack
     cxrjax eval --workdir runs/ge2018_r18_bl --split test
+
+Table 1's R18 + R18-BL row (AUC 0.8254, W-AUC 0.5811, D-AUC 0.7756, N-AUC 0.8613), the ensemble with ge2018_r18:
+`cxrjax eval --workdir runs/ge2018_r18_bl --ensemble runs/ge2018_r18`.
 """
 
 from cxrjax.configs import arguments, default, ge2018

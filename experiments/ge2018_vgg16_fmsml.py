@@ -7,7 +7,12 @@ Paper: AUC 0.8438 / 0.8537. Ours: not yet run on the real release (see experimen
         --config.data.data_dir=DATA --config.model.pretrained=weights/vgg16.msgpack
     cxrjax eval --workdir runs/ge2018_vgg16_fmsml --split test
 
-The ensemble row: `cxrjax eval --workdir runs/ge2018_vgg16_fmsml --ensemble runs/ge2018_d121`.
+The ensemble rows: `cxrjax eval --workdir runs/ge2018_vgg16_fmsml --ensemble runs/ge2018_r18` (R18 + VGG-F-MSML:
+AUC 0.8438, W-AUC 0.5932, D-AUC 0.8011, N-AUC 0.8743) and `--ensemble runs/ge2018_d121` (D121 + VGG-F-MSML: AUC
+0.8537, W-AUC 0.5952, D-AUC 0.8060, N-AUC 0.8827).
+
+Each VGG-16 stream ends at conv5_3 (14×14 at 224²), the last convolutional layer that Ge pool bilinearly, not at
+pool5 (`cxrjax.models.LAST_CONV_LAYER`); the streams' own GAP heads read the same map.
 """
 
 from cxrjax.configs import arguments, default, ge2018

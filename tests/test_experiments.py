@@ -278,3 +278,34 @@ def test_fmsml_beats_chance_on_the_synthetic_release(learning_data, tmp_path):
     print(f"\nF-MSML synthetic test AUC: mean {metrics['mean_auc']:.4f} over {metrics['num_images']} images; "
           + ", ".join(f"{finding} {auc[finding]:.3f}" for finding in FINDINGS if auc[finding] is not None))
     assert all(auc[finding] is not None and auc[finding] > 0.5 for finding in FINDINGS), auc
+
+
+def test_ge_local_stage_2_fine_tunes_with_fce_alone():
+    """Ge's Local and Local-Fixed: stage 1 trains the streams with CE + MSML, stage 2 fine-tunes with FCE alone
+    (Local-Fixed: the streams frozen); Global trains all three terms together."""
+    assert dict(load_config("ge2018_r18_fmsml", "").losses.to_dict()) == {
+        "ce": {"loss": "bce", "weight": 0.2}, "msml": {"loss": "msml", "weight": 0.2},
+        "fce": {"loss": "bce", "weight": 0.6}}
+    assert set(load_config("ge2018_r18_fmsml", "local1").losses) == {"ce", "msml"}
+    for variant, frozen in (("local2", ()), ("local_fixed2", ("stream1", "stream2"))):
+        config = load_config("ge2018_r18_fmsml", variant)
+        assert set(config.losses) == {"fce"} and tuple(config.model.frozen) == frozen, variant
+        assert config.model.require_init_from and config.model.predict_head == "fce"
+
+
+def _output_shape(module, size):
+    return jax.eval_shape(lambda: module.init_with_output(jax.random.key(0), jnp.zeros((1, size, size, 3)))[0]).shape
+
+
+def test_ge_bilinear_pooling_reads_the_last_convolutional_layer():
+    """VGG-F-MSML's streams end at conv5_3 (14×14 at 224²), not pool5 (7×7); a plain VGG classifier keeps pool5;
+    the ResNet and DenseNet rows' maps are their last layer's already."""
+    from cxrjax.models import create_model, model_from_config
+
+    vgg = model_from_config(load_config("ge2018_vgg16_fmsml", "").model)
+    assert _output_shape(vgg.stream1, 224) == _output_shape(vgg.stream2, 224) == (1, 14, 14, 512)
+    assert _output_shape(create_model("vgg16", 14).backbone, 224) == (1, 7, 7, 512)
+    for name, channels in (("ge2018_r18_fmsml", 512), ("ge2018_d121_bl", 1024)):
+        model = model_from_config(load_config(name, "").model)
+        stream = model.stream1 if hasattr(model, "stream1") else model.backbone
+        assert _output_shape(stream, 224) == (1, 7, 7, channels), name

@@ -267,7 +267,10 @@ def test_auc_table_shows_intervals_only_when_computed():
     assert plain[0].split() == ["finding", "AUC"] and len(plain) == 16 and plain[-1].startswith("mean")
     full = metrics.full_metrics(labels, probabilities, patient_ids, bootstrap=50)
     table = metrics.auc_table(full).splitlines()
-    assert "95% CI" in table[0] and "N-AUC" in table[0] and table[-1].startswith("mean")
+    assert "95% CI" in table[0] and "N-AUC" in table[0] and table[-2].startswith("mean")
+    assert table[-1] == (f"AUC {full['mean_auc']:.4f} · W-AUC {full['w_auc']:.4f} (normalised "
+                         f"{full['w_auc_normalized']:.4f}) · D-AUC {full['mean_d_auc']:.4f} · N-AUC "
+                         f"{full['mean_n_auc']:.4f}")
     interval = full["bootstrap"]["auc"]["Hernia"]
     assert f"[{interval['low']:.4f}, {interval['high']:.4f}]" in table[14]
 

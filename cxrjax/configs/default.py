@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     # [-1024, 1024], torchxrayvision's models; a `pretrained` file made from one needs it). cxrjax.models.preprocess
     config.model.input = "imagenet"
     config.model.predict_head = "logits"  # the head whose sigmoid is the prediction
-    config.model.pretrained = ""  # variables from `cxrjax import-weights` (ImageNet weights); "" = random init
+    config.model.pretrained = ""  # variables from `cxrjax import-weights` (ImageNet or chest X-ray); "" = random init
     # True: building the run fails when neither `pretrained` nor `init_from` is given (the paper rows that start
     # from ImageNet set it; `:scratch` and `:smoke` clear it). False here: the default and demo train from random init.
     config.model.require_pretrained = False

@@ -25,8 +25,9 @@ def training(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def fmsml_objective(config: ml_collections.ConfigDict, strategy: str = "global") -> ml_collections.ConfigDict:
     """F-MSML's losses, E_total = α(E_MSML + E_CE) + β E_FCE with α = 0.2, β = 0.6, and its prediction head, as the
     Table 2 `strategy` trains them: global = all heads jointly; local1 = stage 1 of Local and Local-Fixed, the
-    streams with their own heads (the bilinear FCE head gets no loss); local2 / local_fixed2 = stage 2 from stage 1's
-    best checkpoint (`--config.model.init_from=STAGE1_WORKDIR`), everything trained / the streams frozen."""
+    streams with their own heads, CE + MSML (the bilinear FCE head gets no loss); local2 / local_fixed2 = stage 2 from
+    stage 1's best checkpoint (`--config.model.init_from=STAGE1_WORKDIR`), fine-tuned with the FCE term alone (Ge:
+    "then fine-tune with FCE"), everything trained / the streams frozen (only the bilinear head learns)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {list(STRATEGIES)}")
     losses = {
@@ -36,6 +37,9 @@ def fmsml_objective(config: ml_collections.ConfigDict, strategy: str = "global")
     }
     if strategy == "local1":
         del losses["fce"]
+    if strategy in ("local2", "local_fixed2"):
+        # E_FCE alone; its weight stays β (Adam's steps do not depend on a constant factor of the loss).
+        losses = {"fce": losses["fce"]}
     config.losses = losses
     config.model.predict_head = "ce" if strategy == "local1" else "fce"  # ASSUMED: the paper predicts from FCE
     if strategy == "local_fixed2":

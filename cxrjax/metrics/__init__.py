@@ -373,4 +373,8 @@ def auc_table(metrics: dict) -> str:
     mean_ci = (metrics.get("bootstrap") or {}).get("mean_auc")
     lines.append(row("mean", metrics["mean_auc"], mean_ci,
                      *(metrics[k] if full else None for k in ("map", "mean_d_auc", "mean_n_auc"))))
+    if full:  # Ge 2018's four averages, in its order, for its tables
+        lines.append(f"AUC {_format(metrics['mean_auc'])} · W-AUC {_format(metrics['w_auc'])} (normalised "
+                     f"{_format(metrics['w_auc_normalized'])}) · D-AUC {_format(metrics['mean_d_auc'])} · N-AUC "
+                     f"{_format(metrics['mean_n_auc'])}")
     return "\n".join(lines)

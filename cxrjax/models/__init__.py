@@ -67,7 +67,13 @@ BACKBONES = {
     "swin_base_384": swin.SwinBase384,
 }
 
-BackboneFactory = Callable[[str], nn.Module]  # registered backbone name → backbone module (dtype etc. applied)
+BackboneFactory = Callable[..., nn.Module]  # (registered backbone name, **options) → module (dtype etc. applied)
+
+# The options that end a backbone at its last convolutional layer, which bilinear pooling reads: Ge et al. 2018 pool
+# VGG-16's conv5_3 (14×14 at 224²), not pool5's 7×7 map. ResNets and DenseNets end there already. The plain
+# classifiers keep the whole backbone (GAP over pool5 for VGG); F-MSML's stream heads (GAP + dense) read the same
+# map as its bilinear head.
+LAST_CONV_LAYER = {name: {"final_pool": False} for name in BACKBONES if name.startswith("vgg")}
 
 
 def _classifier(backbone: BackboneFactory, name: str, num_classes: int, dtype):
@@ -79,12 +85,13 @@ def _fusion(backbone: BackboneFactory, name: str, num_classes: int, dtype):
 
 
 def _bilinear(backbone: BackboneFactory, name: str, num_classes: int, dtype, reduce_channels: int | None = None):
-    return SelfBilinear(backbone=backbone(name), num_classes=num_classes, reduce_channels=reduce_channels,
-                        dtype=dtype)
+    return SelfBilinear(backbone=backbone(name, **LAST_CONV_LAYER.get(name, {})), num_classes=num_classes,
+                        reduce_channels=reduce_channels, dtype=dtype)
 
 
 def _fmsml(backbone: BackboneFactory, name: str, num_classes: int, dtype, reduce_channels: int | None = None):
-    return FMSML(stream1=backbone(name), stream2=backbone(name), num_classes=num_classes,
+    last_conv = LAST_CONV_LAYER.get(name, {})
+    return FMSML(stream1=backbone(name, **last_conv), stream2=backbone(name, **last_conv), num_classes=num_classes,
                  reduce_channels=reduce_channels, dtype=dtype)
 
 
@@ -166,8 +173,8 @@ def create_model(name: str, num_classes: int = 14, dtype: Any = jnp.float32, *, 
     unused = sorted(set(options) - set(inspect.signature(build).parameters))
     if unused:
         raise ValueError(f"architecture {architecture!r} does not take {', '.join(unused)}")
-    return build(lambda backbone_name: BACKBONES[backbone_name](dtype=dtype, **backbone_kwargs), name, num_classes,
-                 dtype, **options)
+    return build(lambda backbone_name, **extra: BACKBONES[backbone_name](dtype=dtype, **backbone_kwargs, **extra),
+                 name, num_classes, dtype, **options)
 
 
 def model_from_config(model: ml_collections.ConfigDict) -> nn.Module:

@@ -25,18 +25,25 @@ CONFIGS = {
 
 
 class VGG(nn.Module):
-    """VGG `features`: image (N, H, W, 3) → (N, H/32, W/32, 512); any H, W ≥ 32."""
+    """VGG `features`: image (N, H, W, 3) → (N, H/32, W/32, 512) after pool5; any H, W ≥ 32.
+
+    `final_pool=False` ends at the last convolutional layer's ReLU instead (conv5_3 for VGG-16: H/16 × W/16, 14×14 at
+    224²), the map Ge et al. 2018 pool bilinearly (`models.LAST_CONV_LAYER`). pool5 has no weights, so both read
+    the same variables."""
 
     config: Sequence[int | str]
     with_batch_norm: bool
     dtype: Any = jnp.float32
+    final_pool: bool = True
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         x = x.astype(self.dtype)
         index = 0
-        for item in self.config:
+        for position, item in enumerate(self.config):
             if item == POOL:
+                if position == len(self.config) - 1 and not self.final_pool:
+                    break
                 x = max_pool(x, 2, 2, 0)
                 index += 1
                 continue
