@@ -127,6 +127,11 @@ def test_every_variant_smoke_trains_and_evaluates(name, variants, smoke_data, tm
     initial state (Local-Fixed: against its stage 1, `fmsml_stage1`, as `init_from`); fusion gets the 5 metadata
     inputs."""
     variant = variants[0]
+    if name == "capstone2023_swin_b" and variant == "image_split":  # the default's training on another split
+        config, reference = load_config(name, "image_split,smoke").to_dict(), load_config(name, "smoke").to_dict()
+        assert config.pop("data").pop("protocol") == "official_images"
+        assert reference.pop("data").pop("protocol") == "official" and config == reference
+        return
     if name == "capstone2023_swin_b" and variant != "class_aware":
         config, reference = load_config(name, join(variant, "smoke")).to_dict(), load_config(name, "smoke").to_dict()
         spec = config.pop("losses")
@@ -309,3 +314,14 @@ def test_ge_bilinear_pooling_reads_the_last_convolutional_layer():
         model = model_from_config(load_config(name, "").model)
         stream = model.stream1 if hasattr(model, "stream1") else model.backbone
         assert _output_shape(stream, 224) == (1, 7, 7, channels), name
+
+
+def test_capstone_rows_state_their_class_weights_and_split():
+    """The capstone's headline loss weights each class by its inverse positive rate (the documented reading of
+    "based on the ratio of positive samples between classes"); `:class_aware_unit_weights` is w_i = 1; `:image_split`
+    combines with any loss row."""
+    kwargs = load_config("capstone2023_swin_b", "").losses.logits.kwargs
+    assert kwargs.class_weight == "inverse_positive_rate" and kwargs.margin == 0.2
+    assert "class_weight" not in load_config("capstone2023_swin_b", "class_aware_unit_weights").losses.logits.kwargs
+    config = load_config("capstone2023_swin_b", "image_split,bce")
+    assert config.data.protocol == "official_images" and config.losses.logits.loss == "bce"

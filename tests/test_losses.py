@@ -493,3 +493,21 @@ def test_two_terms_can_share_a_head():
     assert set(per_term) == {"logits", "balance"}
     np.testing.assert_allclose(per_term["balance"], balance, rtol=1e-6)
     np.testing.assert_allclose(total, losses.bce(logits, labels).mean() + 0.5 * balance, rtol=1e-6)
+
+
+def test_class_weights_from_positive_rates():
+    """"inverse_positive_rate": w_c = (1/α_c) / mean(1/α), and the class-aware loss with it equals the loss with
+    those weights given as a list."""
+    rates = np.array([0.1, 0.02, 0.3, 0.002] + [0.05] * 10, np.float32)
+    expected = (1 / rates) / np.mean(1 / rates)
+    np.testing.assert_allclose(losses.class_weights_from_rates("inverse_positive_rate", jnp.asarray(rates)), expected,
+                               rtol=1e-6)
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(6, 14)), jnp.float32)
+    labels = jnp.asarray(rng.random((6, 14)) < 0.3, jnp.float32)
+    by_name = losses.class_aware(logits, labels, rates, class_weight="inverse_positive_rate")
+    by_list = losses.class_aware(logits, labels, rates, class_weight=list(expected))
+    np.testing.assert_allclose(by_name, by_list, rtol=1e-6)
+    assert not np.allclose(by_name, losses.class_aware(logits, labels, rates))
+    with pytest.raises(ValueError, match="unknown class weighting"):
+        losses.class_aware(logits, labels, rates, class_weight="uniform")

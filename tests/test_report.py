@@ -110,6 +110,8 @@ def test_only_the_real_release_on_the_same_split_and_labels_is_comparable():
     assert wang.labels == published.DNET_2018.labels == published.GE_2018_TABLE_1[0].labels == published.LABELS_2017
     assert swin.labels == published.UNSTATED and reproduction.labels == published.LABELS_V2020
     assert published.comparison(wang, _real("official")) == ("like-for-like", "same test images, same labels")
+    # The capstone's cut of train_val by image keeps the official test split: its test numbers compare.
+    assert published.comparison(wang, _real("official_images")) == ("like-for-like", "same test images, same labels")
     assert published.comparison(wang, _real("official", labels=published.LABELS_V2020)) == (
         "not comparable", "2017 labels, this run v2020")
     assert published.comparable(reproduction, _real("random", labels=published.LABELS_V2020)) == "same protocol"

@@ -58,7 +58,14 @@ def test_official_split_on_the_real_lists():
     parts = splits.split_records(data, metadata)
     _assert_partition(parts, patients)
     assert len(parts["test"]) == 25_596 and is_test[parts["test"]].all()
-    assert abs(len(parts["val"]) - 17_305) < 300  # the capstone's 69,219 / 17,305 cut of train_val
+    # By patient (seed 0): 69,216 / 17,308, not the capstone's 69,219 / 17,305, which cut train_val by image.
+    assert (len(parts["train"]), len(parts["val"])) == (69_216, 17_308)
+    data.protocol = "official_images"
+    by_image = splits.split_records(data, metadata)
+    assert (len(by_image["train"]), len(by_image["val"]), len(by_image["test"])) == (69_219, 17_305, 25_596)
+    assert np.array_equal(by_image["test"], parts["test"])
+    assert np.array_equal(np.sort(np.concatenate([by_image["train"], by_image["val"]])), np.flatnonzero(~is_test))
+    assert set(patients[by_image["train"]]) & set(patients[by_image["val"]])  # by image: patients straddle the cut
     with pytest.raises(ValueError, match="unknown split protocol"):
         data.protocol = "bogus"
         splits.split_records(data, metadata)

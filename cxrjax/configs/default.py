@@ -21,9 +21,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.flip = True
     config.data.random_crop = True  # False: centre crop for training too
     config.data.rotation = 0.0  # training rotation range, ± degrees
-    config.data.protocol = "official"  # official | random | kfold (cxrjax.data.splits)
+    config.data.protocol = "official"  # official | official_images | random | kfold (cxrjax.data.splits)
     config.data.split_seed = 0
-    config.data.val_fraction = 0.2  # official: share of train_val held out for validation, by patient
+    config.data.val_fraction = 0.2  # official: share of train_val held out for validation, by patient (by image)
     config.data.fractions = (0.7, 0.1, 0.2)  # random protocol
     config.data.num_folds = 5  # kfold protocol
     config.data.fold = 0

@@ -1,16 +1,19 @@
-"""Patient-level split protocols over one ordered set of records.
+"""Split protocols over one ordered set of records.
 
 The shards hold every image once; a protocol is only a choice of record indices, made at read time from the metadata
-(patient id, official split). All protocols are seeded and patient-disjoint: a patient's images never fall into two
-parts, because images of one patient are highly correlated and leaking them inflates AUC.
+(patient id, official split). All protocols are seeded, and all but one are patient-disjoint: a patient's images
+never fall into two parts, because images of one patient are highly correlated and leaking them inflates AUC. The
+exception, `official_images`, exists to reproduce a paper that cut its validation set by image (the FPT capstone).
 """
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 import numpy as np
 
-PROTOCOLS = ("official", "random", "kfold")
+PROTOCOLS = ("official", "official_images", "random", "kfold")
 
 
 def _partition_patients(patient_ids: np.ndarray, fractions: list[float], rng: np.random.Generator) -> np.ndarray:
@@ -45,6 +48,18 @@ def random(patient_ids: np.ndarray, fractions=(0.7, 0.1, 0.2), seed: int = 0):
     return _indices_by_part(parts, ("train", "val", "test"))
 
 
+def official_images(is_test: np.ndarray, val_fraction: float = 0.2, seed: int = 0):
+    """The official test split, and `train_val_list.txt` cut into train/val by *image*: ⌈val_fraction · n⌉ images
+    drawn at random are val. On the real release that is the FPT capstone's 69,219 / 17,305 (17,305 = ⌈0.2 ×
+    86,524⌉) / 25,596. A patient's images then straddle train and val, so validation (model selection, operating
+    points) is optimistic; the test split is the official one, untouched."""
+    train_val = np.flatnonzero(~np.asarray(is_test, bool))
+    shuffled = np.random.default_rng(seed).permutation(train_val)
+    num_val = math.ceil(val_fraction * len(train_val))
+    return {"train": np.sort(shuffled[num_val:]), "val": np.sort(shuffled[:num_val]),
+            "test": np.flatnonzero(np.asarray(is_test, bool))}
+
+
 def kfold(patient_ids: np.ndarray, num_folds: int = 5, fold: int = 0, val_fraction: float = 0.1, seed: int = 0):
     """Fold `fold` of a k-fold patient-level resampling (Baltruschat et al. 2019): that fold is test; the other folds
     are split again by patient into train and val."""
@@ -63,6 +78,8 @@ def split_records(data: ml_collections.ConfigDict, metadata) -> dict[str, np.nda
     of a config's `data` section: `protocol`, `split_seed`, `val_fraction`, `fractions`, `num_folds`, `fold`."""
     if data.protocol == "official":
         return official(metadata.patient_id, metadata.is_test, val_fraction=data.val_fraction, seed=data.split_seed)
+    if data.protocol == "official_images":
+        return official_images(metadata.is_test, val_fraction=data.val_fraction, seed=data.split_seed)
     if data.protocol == "random":
         return random(metadata.patient_id, fractions=tuple(data.fractions), seed=data.split_seed)
     if data.protocol == "kfold":

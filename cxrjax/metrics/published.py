@@ -199,6 +199,10 @@ def _unknown(measured: Measured | None) -> str | None:
     return f"{', '.join(missing)} not stated" if missing else None
 
 
+# A protocol whose test split is another's: `official_images` differs from `official` in its train/val cut only.
+_TEST_SPLIT_OF = {"official_images": OFFICIAL}
+
+
 def comparison(result: Published, measured: Measured | None) -> tuple[str, str]:
     """(verdict, why) for a run's numbers measured on `measured` beside `result`. Verdicts: "like-for-like" (real
     release, official split, same labels: the same test images and truth), "same protocol" (real release, both random
@@ -208,7 +212,7 @@ def comparison(result: Published, measured: Measured | None) -> tuple[str, str]:
     if mismatch is None and measured is not None:
         if result.split == UNSTATED:
             mismatch = "the source does not state its split"
-        elif measured.protocol is not None and measured.protocol != result.split:
+        elif measured.protocol is not None and _TEST_SPLIT_OF.get(measured.protocol, measured.protocol) != result.split:
             mismatch = f"{result.split} split, this run {measured.protocol}"
         elif result.labels == UNSTATED:
             mismatch = "the source does not state its labels version"
