@@ -101,7 +101,7 @@ def test_best_without_any_validated_checkpoint_is_an_error_not_the_latest(tmp_pa
     mngr = checkpoint.manager(str(tmp_path))
     save(mngr, 1, batches(), None)
     mngr.close()
-    with pytest.raises(FileNotFoundError, match=r"no checkpoint in .* has a validation val_mean_auc \(saved steps: "
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint in .* has a validation score \(saved steps: "
                                                 r"\[1\]\); choose --checkpoint latest or a step"):
         checkpoint.load_variables(str(tmp_path), "best")
     assert checkpoint.load_variables(str(tmp_path), "latest")[0] == 1
@@ -112,3 +112,21 @@ def test_cli_missing_step_is_one_line_and_nonzero(workdir, tmp_path, monkeypatch
     assert cli.main(["predict", "--workdir", workdir, "--checkpoint", "3", str(tmp_path / "x.png")]) == 1
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and captured.err.startswith("cxrjax predict: error: no checkpoint at step 3")
+
+
+def test_best_by_lowest_validation_loss(tmp_path):
+    """`select_best_by = "val_loss"`: the checkpoint of the lowest validation loss is best (CheXNet), whatever its
+    AUC; an undefined figure never ranks."""
+    assert checkpoint.selection_metrics("val_loss", {"loss": 0.3, "mean_auc": 0.7}) == {
+        checkpoint.BEST_METRIC: -0.3, "val_loss": 0.3}
+    assert checkpoint.selection_metrics("val_mean_auc", {"loss": 0.3, "mean_auc": None}) is None
+    with pytest.raises(ValueError, match="unknown select_best_by"):
+        checkpoint.selection_metrics("val_f1", {"loss": 0.3, "mean_auc": 0.7})
+    mngr, data_iter = checkpoint.manager(str(tmp_path)), batches()
+    for step, (loss, auc) in enumerate([(0.5, 0.9), (0.2, 0.6), (0.4, 0.95)], start=1):
+        next(data_iter)
+        checkpoint.save(mngr, step, train_state(step), data_iter, {"step": step},
+                        metrics=checkpoint.selection_metrics("val_loss", {"loss": loss, "mean_auc": auc}))
+    mngr.wait_until_finished()
+    assert checkpoint.resolve_step(mngr, "best") == 2
+    mngr.close()

@@ -325,3 +325,18 @@ def test_capstone_rows_state_their_class_weights_and_split():
     assert "class_weight" not in load_config("capstone2023_swin_b", "class_aware_unit_weights").losses.logits.kwargs
     config = load_config("capstone2023_swin_b", "image_split,bce")
     assert config.data.protocol == "official_images" and config.losses.logits.loss == "bce"
+
+
+def test_wang_and_chexnet_rows_are_their_papers_experiments():
+    """Wang 2017: ResNet-50 + transition layer + LSE pooling, SGD, weighted BCE, on the official split its 14-finding
+    number comes from. CheXNet: its own random 70/10/20 split, 224² without crops, flips only, the model of lowest
+    validation loss; `:official` the same on the official split."""
+    wang = load_config("wang2017_resnet50", "")
+    assert (wang.data.protocol, wang.model.name, wang.model.architecture) == ("official", "resnet50", "lse")
+    assert wang.optimizer.name == "sgd" and wang.losses.logits.loss == "weighted_bce"
+    chexnet = load_config("chexnet", "")
+    assert (chexnet.data.protocol, tuple(chexnet.data.fractions)) == ("random", (0.7, 0.1, 0.2))
+    assert (chexnet.data.size, chexnet.data.crop, chexnet.data.random_crop, chexnet.data.flip) == (224, 224, False,
+                                                                                                 True)
+    assert chexnet.select_best_by == "val_loss" and chexnet.data.rotation == 0
+    assert load_config("chexnet", "official").data.protocol == "official"

@@ -167,3 +167,17 @@ def test_plain_classifier_keeps_its_names_takes_train_as_keyword_and_ignores_met
                                        "view": jnp.array([1, 1])})
     jax.tree.map(np.testing.assert_array_equal, without, with_metadata)
     assert not np.allclose(*without)  # train=True took effect (batch statistics, not the running ones)
+
+
+def test_lse_pooling_is_wangs_formula():
+    """x_p = (1/r) log[(1/S) Σ exp(r x_ij)], computed stably; it lies between the mean and the max, and tends to the
+    max as r → ∞ (within log(S) / r)."""
+    from cxrjax.models.heads import lse_pool
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 7, 3)).astype(np.float32) * 3
+    expected = np.log(np.mean(np.exp(10.0 * x.astype(np.float64)), axis=(1, 2))) / 10.0
+    np.testing.assert_allclose(lse_pool(jnp.asarray(x), 10.0), expected, rtol=1e-6, atol=1e-6)
+    pooled = np.asarray(lse_pool(jnp.asarray(x), 1.0))
+    assert (x.mean(axis=(1, 2)) < pooled).all() and (pooled < x.max(axis=(1, 2))).all()
+    np.testing.assert_allclose(lse_pool(jnp.asarray(x), 1e4), x.max(axis=(1, 2)), atol=np.log(35) / 1e4)
+    assert np.isfinite(lse_pool(jnp.asarray(x * 1e3), 10.0)).all()  # exp(10 · 3000) would overflow unshifted

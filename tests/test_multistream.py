@@ -38,11 +38,12 @@ GROUPS = {  # the table in cxrjax/models/__init__.py
     "classifier": {"backbone", "fc"},
     "fusion": {"backbone", "fc"},
     "bilinear": {"backbone", "fce"},
+    "lse": {"backbone", "transition", "fc"},
     "fmsml": {"stream1", "stream2", "ce", "msml", "fce"},
     "can": {"branch1", "branch2", "branch1_fc", "branch2_fc", "cross"},
 }
-HEADS = {"classifier": {"logits"}, "fusion": {"logits"}, "bilinear": {"fce"}, "fmsml": {"ce", "msml", "fce"},
-         "can": {"logits", "branch1", "branch2", "attention"}}
+HEADS = {"classifier": {"logits"}, "fusion": {"logits"}, "bilinear": {"fce"}, "lse": {"logits"},
+         "fmsml": {"ce", "msml", "fce"}, "can": {"logits", "branch1", "branch2", "attention"}}
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "resnet18"  # a key of cxrjax.models.BACKBONES
-    config.model.architecture = "classifier"  # classifier | fusion | bilinear | fmsml | can (cxrjax.models)
+    config.model.architecture = "classifier"  # classifier | fusion | bilinear | lse | fmsml | can (cxrjax.models)
     config.model.second_backbone = ""  # can: the second branch's backbone ("" = the same as name)
     config.model.reduce_channels = 0  # bilinear/fmsml: 1x1 reduction before the outer product; can: common width
     config.model.backbone_kwargs = ml_collections.ConfigDict()  # e.g. {"remat": True} for DenseNet
@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 32  # global, over all devices and hosts
     config.eval_batch_size = 64
     config.num_epochs = 10
+    config.select_best_by = "val_mean_auc"  # the "best" checkpoint: val_mean_auc (highest) | val_loss (lowest)
     config.steps_per_epoch = 0  # 0: the whole training split each epoch; N: at most N steps (smoke runs)
     config.log_every_steps = 50
     config.prefetch_batches = 2  # global batches put on the devices ahead of the step (cxrjax.data.prefetch)

@@ -14,6 +14,7 @@ is built around it, a key of ARCHITECTURES; default "classifier"):
 | classifier   | heads.Classifier                  | logits                              | R18, D121, ResNet-50, Swin  |
 | fusion       | heads.MetadataClassifier          | logits                              | Baltruschat "meta"          |
 | bilinear     | heads.SelfBilinear                | fce                                 | R18-BL, D121-BL             |
+| lse          | heads.LSEClassifier               | logits                              | Wang 2017                   |
 | fmsml        | multistream.FMSML                 | ce, msml, fce                       | R18-, D121-, VGG-F-MSML     |
 | can          | multistream.CrossAttentionNetwork | logits, branch1, branch2, attention | CAN                         |
 
@@ -26,6 +27,7 @@ top-level module that holds them (`parameter_groups`):
 | classifier   | backbone, fc                                       |
 | fusion       | backbone, fc                                       |
 | bilinear     | backbone, fce                                      |
+| lse          | backbone, transition, fc                           |
 | fmsml        | stream1, stream2, ce, msml, fce                    |
 | can          | branch1, branch2, branch1_fc, branch2_fc, cross    |
 """
@@ -44,7 +46,7 @@ import numpy as np
 
 from cxrjax.data.findings import NUM_FINDINGS
 from cxrjax.models import densenet, resnet, swin, vgg
-from cxrjax.models.heads import Classifier, MetadataClassifier, SelfBilinear, example_metadata
+from cxrjax.models.heads import Classifier, LSEClassifier, MetadataClassifier, SelfBilinear, example_metadata
 from cxrjax.models.multistream import FMSML, CrossAttentionNetwork, tie_streams
 
 BACKBONES = {
@@ -89,6 +91,10 @@ def _bilinear(backbone: BackboneFactory, name: str, num_classes: int, dtype, red
                         reduce_channels=reduce_channels, dtype=dtype)
 
 
+def _lse(backbone: BackboneFactory, name: str, num_classes: int, dtype):
+    return LSEClassifier(backbone=backbone(name), num_classes=num_classes, dtype=dtype)
+
+
 def _fmsml(backbone: BackboneFactory, name: str, num_classes: int, dtype, reduce_channels: int | None = None):
     last_conv = LAST_CONV_LAYER.get(name, {})
     return FMSML(stream1=backbone(name, **last_conv), stream2=backbone(name, **last_conv), num_classes=num_classes,
@@ -127,6 +133,7 @@ ARCHITECTURES = {
     "classifier": Architecture(_classifier, Classifier, None, (BACKBONE,)),
     "fusion": Architecture(_fusion, MetadataClassifier, {"backbone": "pretrained"}, (BACKBONE,), reads_metadata=True),
     "bilinear": Architecture(_bilinear, SelfBilinear, {"backbone": "pretrained"}, (BACKBONE,)),
+    "lse": Architecture(_lse, LSEClassifier, {"backbone": "pretrained"}, (BACKBONE,)),
     "fmsml": Architecture(_fmsml, FMSML, {"stream1": "pretrained", "stream2": "pretrained"},
                           (("stream1",), ("stream2",)), tie_streams=True),
     "can": Architecture(_can, CrossAttentionNetwork, {"branch1": "pretrained", "branch2": "pretrained_second"},

@@ -98,6 +98,43 @@ class MetadataClassifier(nn.Module):
         return {"logits": nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(fused).astype(jnp.float32)}
 
 
+LSE_SHARPNESS = 10.0  # Wang et al. 2017's best r
+
+
+def lse_pool(x, sharpness: float = LSE_SHARPNESS):
+    """Log-sum-exp pooling over the spatial axes (Wang et al. 2017): [B, H, W, C] → float32 [B, C],
+
+        x_p = x* + (1 / r) log[(1 / HW) Σ_ij exp(r (x_ij − x*))],  x* = max_ij x_ij,
+
+    between average pooling (r → 0) and max pooling (r → ∞). The max is subtracted inside, as Wang do, so that
+    exp never overflows; computed in float32."""
+    x = x.astype(jnp.float32)
+    peak = jax.lax.stop_gradient(jnp.max(x, axis=(1, 2)))
+    shifted = sharpness * (x - peak[:, None, None, :])
+    return peak + (jax.nn.logsumexp(shifted, axis=(1, 2)) - jnp.log(x.shape[1] * x.shape[2])) / sharpness
+
+
+class LSEClassifier(nn.Module):
+    """Wang et al. 2017's classifier: backbone → transition layer → LSE pooling → dense 'fc'.
+
+    The transition layer maps the backbone's last feature map to "a uniform dimension" D at each location; the
+    paper names neither its kernel nor its activation. As read here: a 1×1 convolution with bias to D = the
+    backbone's width (2048 for ResNet-50, as the paper's D) followed by ReLU, so that LSE pools non-negative
+    evidence as the backbone's own ReLU maps are. LSE pooling with r = `sharpness` (10, the paper's best)."""
+
+    backbone: nn.Module
+    num_classes: int
+    sharpness: float = LSE_SHARPNESS
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, metadata: Mapping[str, Any] | None = None, train: bool = False):
+        features = self.backbone(x, train=train)
+        transition = nn.relu(nn.Conv(features.shape[-1], (1, 1), dtype=self.dtype, name="transition")(features))
+        pooled = lse_pool(transition, self.sharpness)
+        return {"logits": nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(pooled).astype(jnp.float32)}
+
+
 @jax.custom_jvp
 def signed_sqrt(x):
     """sign(x) √|x|, with the derivative 1 / (2 √(|x| + eps)) instead of 1 / (2 √|x|).

@@ -1,8 +1,9 @@
 """Orbax checkpoints of a run: train state + data-iterator state + config + metrics, keeping best and latest.
 
 Why an explicit preservation policy: Orbax's `max_to_keep` combined with `best_fn` ranks by the metric only and can
-delete the newest checkpoint, which breaks resumption. Here the latest checkpoint and the best-by-validation-AUC one
-are both always kept. A checkpoint written on SIGTERM (mid-epoch, no validation metric) counts as latest only.
+delete the newest checkpoint, which breaks resumption. Here the latest checkpoint and the best one by validation
+(`config.select_best_by`: the mean AUC, or the loss as CheXNet selects) are both always kept. A checkpoint written on
+SIGTERM (mid-epoch, no validation metric) counts as latest only.
 """
 
 from __future__ import annotations
@@ -14,12 +15,25 @@ import grain
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
-BEST_METRIC = "val_mean_auc"
+BEST_METRIC = "selection_score"  # what "best" maximises: the validation figure chosen, signed so higher is better
+LEGACY_METRIC = "val_mean_auc"  # what checkpoints saved before `select_best_by` ranked by
 CHECKPOINT_DIR = "checkpoints"
+# `config.select_best_by` → (the key of `validate`'s result, the sign that makes higher better).
+SELECTIONS = {"val_mean_auc": ("mean_auc", 1.0), "val_loss": ("loss", -1.0)}
+
+
+def selection_metrics(select_by: str, validation: dict[str, Any]) -> dict[str, float] | None:
+    """The metrics a checkpoint is saved with, from a validation result ({"mean_auc", "loss", ...}); None when the
+    figure is undefined (an AUC on a split without both classes anywhere), so the checkpoint never ranks as best."""
+    if select_by not in SELECTIONS:
+        raise ValueError(f"unknown select_best_by {select_by!r}; choose one of {', '.join(SELECTIONS)}")
+    key, sign = SELECTIONS[select_by]
+    value = validation[key]
+    return None if value is None else {BEST_METRIC: sign * float(value), select_by: float(value)}
 
 
 def _best_metric(metrics: dict[str, Any]) -> float:
-    return float(metrics[BEST_METRIC])
+    return float(metrics[BEST_METRIC] if BEST_METRIC in metrics else metrics[LEGACY_METRIC])
 
 
 def manager(workdir: str) -> ocp.CheckpointManager:
@@ -58,7 +72,7 @@ def resolve_step(mngr: ocp.CheckpointManager, which: str | int) -> int:
     if which == "best":
         best = mngr.best_step()
         if best is None:  # Orbax's restore(None) would silently give the latest step instead
-            raise FileNotFoundError(f"no checkpoint in {mngr.directory} has a validation {BEST_METRIC} (saved steps: "
+            raise FileNotFoundError(f"no checkpoint in {mngr.directory} has a validation score (saved steps: "
                                     f"{sorted(steps)}); choose --checkpoint latest or a step")
         return best
     try:

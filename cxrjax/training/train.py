@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from cxrjax import losses
 from cxrjax import metrics as metrics_lib
+from cxrjax.configs import default
 from cxrjax.data import class_stats, pipeline, shard_format
 from cxrjax.data.prefetch import DevicePrefetch
 from cxrjax.evaluation.forward import make_predict_step, predict_split
@@ -141,8 +142,10 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def changed_fields(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
     """The fields in which `config` differs from the config a workdir was trained with, except RESUMABLE_CHANGES
-    (compared as JSON, the form the checkpoint keeps, so a tuple equals its list)."""
-    old, new = _flat(saved), _flat(json.loads(json.dumps(config.to_dict())))
+    (compared as JSON, the form the checkpoint keeps, so a tuple equals its list). A field the saved config lacks
+    (added to cxrjax since) counts as the base config's default, which is what that run did."""
+    defaults = _flat(json.loads(json.dumps(default.get_config().to_dict())))
+    old, new = defaults | _flat(saved), _flat(json.loads(json.dumps(config.to_dict())))
     return sorted(name for name in old.keys() | new.keys()
                   if name not in RESUMABLE_CHANGES and old.get(name) != new.get(name))
 
@@ -223,7 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 if decay is not None:
                     state = state.replace(opt_state=plateau.set_scale(
                         state.opt_state, decay.observe(val["loss"]), sharding.replicated(run.mesh)))
-                best = None if val["mean_auc"] is None else {checkpoint.BEST_METRIC: val["mean_auc"]}
+                best = checkpoint.selection_metrics(config.select_best_by, val)
                 checkpoint.save(mngr, step, state, train_iter, config.to_dict(), metrics=best,
                                 extra={"thresholds": operating_points, **_plateau_extra(decay)})
             elif stop:
