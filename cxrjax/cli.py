@@ -39,16 +39,24 @@ def _prepare(args) -> int:
     return 0
 
 
-def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
-    """Parses `--config FILE[:ARG] --workdir DIR [--config.FIELD=VALUE ...]` (ml_collections' config flags)."""
+def _define_config_flags(argv: list[str], define_extra=lambda flag_values: None):
+    """The absl flags of `train` and `ablate` (ml_collections' config flags), defined for parsing and for --help."""
     from ml_collections import config_flags
 
     flag_values = flags.FlagValues()
-    config_flag = config_flags.DEFINE_config_file("config", None, "experiment config file (get_config())",
-                                                  flag_values=flag_values, sys_argv=argv)
-    flags.DEFINE_string("workdir", None, "run directory (checkpoints, logs); resumes if it has checkpoints",
-                        flag_values=flag_values)
+    config_flag = config_flags.DEFINE_config_file(
+        "config", None, "the experiment config: a get_config() file, e.g. experiments/ge2018_r18.py, or a paper "
+        "config shipped in the package, cxrjax:experiments/ge2018_r18.py; `:ARGS` selects a row's variant "
+        "(`:smoke`: two steps on the synthetic release)", flag_values=flag_values, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "the run's folder: checkpoints, metrics.jsonl, tensorboard/, later eval/; "
+                        "re-running on a folder with checkpoints resumes it", flag_values=flag_values)
     define_extra(flag_values)
+    return config_flag, flag_values
+
+
+def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
+    """Parses `--config FILE[:ARG] --workdir DIR [--config.FIELD=VALUE ...]` (ml_collections' config flags)."""
+    config_flag, flag_values = _define_config_flags(argv, define_extra)
     try:
         flag_values(argv)
     except flags.Error as error:
@@ -82,15 +90,61 @@ def _config_file(argv: list[str]) -> str | None:
     return None
 
 
+PACKAGED = "cxrjax:"  # `--config cxrjax:experiments/X.py`: a config file shipped inside the installed package
+
+
+def _packaged_config(spec: str) -> str:
+    """`cxrjax:experiments/X.py[:ARGS]` → the path of that file inside the installed package, `:ARGS` kept.
+
+    Why: an installed package has no `experiments/` folder beside the user's shell; the paper configs ship inside it
+    as `cxrjax.experiments` (setup.py), and ml_collections' config flag loads a file path, so the name is resolved
+    to the path before it parses. `cxrjax:configs/demo.py` names the package's own configs the same way."""
+    import importlib.resources
+
+    name, colon, arguments = spec.removeprefix(PACKAGED).partition(":")
+    *folders, file = name.split("/")
+    path = None
+    if file.endswith(".py") and all(folder.isidentifier() for folder in folders):
+        try:
+            path = importlib.resources.files(".".join(["cxrjax", *folders])) / file
+        except ModuleNotFoundError:
+            pass
+    if path is None or not path.is_file():
+        shipped = sorted(entry.name.removesuffix(".py") for entry in
+                         importlib.resources.files("cxrjax.experiments").iterdir()
+                         if entry.name.endswith(".py") and not entry.name.startswith("_"))
+        raise ValueError(f"no config {name} in the installed package; its paper configs are "
+                         f"{PACKAGED}experiments/X.py for X in {', '.join(shipped)}")
+    return f"{path}{colon}{arguments}"
+
+
+def _with_packaged_config(argv: list[str]) -> list[str]:
+    """`argv` with a `--config cxrjax:...` value replaced by the file's path (`_packaged_config`)."""
+    spec = _config_file(argv)
+    if spec is None or not spec.startswith(PACKAGED):
+        return argv
+    path = _packaged_config(spec)
+    return [path if argument == spec else f"--config={path}" if argument == f"--config={spec}" else argument
+            for argument in argv]
+
+
 def _config_help(command: str, argv: list[str]) -> str:
     """`cxrjax train --help`: the usage, then every config field with its value and its comment, from the base
     config or, after `--config FILE[:ARGS]`, from that file."""
     import importlib.util
     import inspect
+    import textwrap
 
     from cxrjax.configs import default, fields
 
     usage, description = _CONFIG_COMMANDS[command]
+    _, flag_values = _define_config_flags([f"cxrjax {command}"], _COMMAND_FLAGS[command])
+    options = []
+    for name in flag_values:
+        flag = flag_values[name]
+        default_text = "(required)" if flag.default is None else f"(default: {flag.default})"
+        options.append(textwrap.fill(f"--{name}: {' '.join(flag.help.split())} {default_text}", width=120,
+                                     initial_indent="  ", subsequent_indent="      "))
     spec = _config_file(argv)
     if spec is None:
         config, source = default.get_config(), "the base config, cxrjax/configs/default.py"
@@ -104,19 +158,28 @@ def _config_help(command: str, argv: list[str]) -> str:
         takes_argument = bool(inspect.signature(module.get_config).parameters)
         config = module.get_config(argument or None) if takes_argument else module.get_config()
         source = spec
-    return f"usage: {usage}\n\n{description}\n\n{fields.describe(config, source)}"
+    options_text = "\n".join(options)
+    return f"usage: {usage}\n\n{description}\n\nflags:\n{options_text}\n\n{fields.describe(config, source)}"
+
+
+def _define_train_flags(flag_values) -> None:
+    flags.DEFINE_bool("accept_config_change", False, "resume a workdir although the config changed in a field "
+                      "that changes the run (model, losses, data, batch size, optimizer, seed)",
+                      flag_values=flag_values)
+
+
+def _define_ablate_flags(flag_values) -> None:
+    flags.DEFINE_multi_string("loss", None, "a loss spec, e.g. bce, focal or class_aware:margin=0: one run per spec, "
+                              "each in its own folder under WORKDIR", flag_values=flag_values)
+    flags.DEFINE_string("split", "test", "the split of the config's protocol whose AUCs the table compares",
+                        flag_values=flag_values)
 
 
 def _train(argv: list[str]) -> int:
     from cxrjax.runtime import sharding
     from cxrjax.training import train
 
-    def define(flag_values):
-        flags.DEFINE_bool("accept_config_change", False, "resume a workdir although the config changed in a field "
-                          "that changes the run (model, losses, data, batch size, optimizer, seed)",
-                          flag_values=flag_values)
-
-    config, flag_values = _config_flags(argv, define)
+    config, flag_values = _config_flags(argv, _define_train_flags)
     sharding.initialize_distributed()
     with train.StopOnSignal() as stop:
         result = train.train_and_evaluate(config, flag_values.workdir, stop_requested=stop,
@@ -133,12 +196,7 @@ def _ablate(argv: list[str]) -> int:
     from cxrjax.tools import ablation
     from cxrjax.training import train
 
-    def define(flag_values):
-        flags.DEFINE_multi_string("loss", None, "a loss spec, e.g. focal or class_aware:margin=0 (repeat)",
-                                  flag_values=flag_values)
-        flags.DEFINE_string("split", "test", "split to compare on", flag_values=flag_values)
-
-    config, flag_values = _config_flags(argv, define)
+    config, flag_values = _config_flags(argv, _define_ablate_flags)
     if not flag_values.loss:
         raise ValueError("ablate needs at least one --loss")
     sharding.initialize_distributed()
@@ -146,6 +204,9 @@ def _ablate(argv: list[str]) -> int:
         results = ablation.run_ablation(config, flag_values.workdir, flag_values.loss, flag_values.split, stop)
     print(ablation.ablation_table(results))
     return 0
+
+
+_COMMAND_FLAGS = {"train": _define_train_flags, "ablate": _define_ablate_flags}  # beyond --config and --workdir
 
 
 def _eval(args) -> int:
@@ -313,34 +374,64 @@ def _parser() -> argparse.ArgumentParser:
                "`cxrjax train --help` lists every config field with its default.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="synthetic release → shards → training → test AUC table")
-    demo.add_argument("--workdir", default="cxrjax_demo")
-    demo.add_argument("--num-images", type=int, default=2000)
-    demo.add_argument("--epochs", type=int, default=None, help="override the demo config's epochs")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        """A subcommand whose one-line summary is also the description its own --help starts with."""
+        return commands.add_parser(name, help=summary, description=summary)
+
+    run_folder = "a training run's folder (the --workdir of `cxrjax train`): its config and checkpoints are read"
+    checkpoint = "which checkpoint: best (highest validation mean AUC), latest, or a step number (default: best)"
+    bootstrap = "patient-level resamples for 95%% CIs (default: 1000; 0: off)"
+    demo = command("demo", "synthetic release → shards → training → test AUC table")
+    demo.add_argument("--workdir", default="cxrjax_demo",
+                      help="where everything goes: release/ (the synthetic images, CSVs and split lists), data/ (the "
+                           "shards), run/ (checkpoints; the test report in run/eval/test/); a re-run reuses what is "
+                           "there (default: cxrjax_demo)")
+    demo.add_argument("--num-images", type=int, default=2000,
+                      help="images of the synthetic release (default: 2000); only when the release is written, so a "
+                           "re-run on the same --workdir keeps the release it has")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="training epochs (default: the demo config's num_epochs, cxrjax/configs/demo.py)")
     demo.set_defaults(handler=_demo)
 
-    prepare = commands.add_parser("prepare", help="NIH release → ArrayRecord shards")
-    prepare.add_argument("--source", required=True, help="release folder (images, Data_Entry CSV, split lists)")
-    prepare.add_argument("--data-dir", required=True)
-    prepare.add_argument("--size", type=int, default=256)
-    prepare.add_argument("--labels", choices=("v2020", "2017"), default="v2020")
+    prepare = command("prepare", "NIH release → ArrayRecord shards (once per image size and label version)")
+    prepare.add_argument("--source", required=True,
+                         help="the release folder: the Data_Entry CSV of --labels, train_val_list.txt, test_list.txt "
+                              "and the PNGs anywhere below it (images_0xx/images/ or images/)")
+    prepare.add_argument("--data-dir", required=True,
+                         help="where the shards go, in DATA_DIR/chestxray14/<size>[_labels2017]/<version>/, with "
+                              "manifest.csv and prepare_report.json; train reads the same folder through "
+                              "--config.data.data_dir=DATA_DIR")
+    prepare.add_argument("--size", type=int, default=256,
+                         help="the stored image side: every image is resized to SIZE x SIZE once, here (default: "
+                              "256); a run reads the shards of its config.data.size, so a config other than 256 "
+                              "needs --config.data.size=SIZE (and a config.data.crop no larger)")
+    prepare.add_argument("--labels", choices=("v2020", "2017"), default="v2020",
+                         help="which Data_Entry CSV labels the shards: v2020 = Data_Entry_2017_v2020.csv (the "
+                              "release's current CSV; default), 2017 = Data_Entry_2017.csv (the original one); a run "
+                              "reads the shards of its config.data.labels, so 2017 needs --config.data.labels=2017")
     prepare.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
     prepare.set_defaults(handler=_prepare)
 
-    commands.add_parser("train", help="train --config experiments/X.py --workdir DIR [--config.FIELD=VALUE ...]")
-    commands.add_parser("ablate", help="ablate --config X.py --workdir DIR --loss bce --loss focal ... (one run each)")
+    command("train", "train --config experiments/X.py (installed: cxrjax:experiments/X.py) --workdir DIR "
+                     "[--config.FIELD=VALUE ...]; train --help lists them")
+    command("ablate", "ablate --config X.py --workdir DIR --loss bce --loss focal ... (one run each)")
 
-    evaluate = commands.add_parser("eval", help="evaluate a checkpoint (or an imported chest X-ray model) on a split")
+    evaluate = command("eval", "evaluate a checkpoint (or an imported chest X-ray model) on a split: predictions.csv, "
+                               "metrics.json, report.md, ROC/PR")
     evaluated = evaluate.add_mutually_exclusive_group(required=True)
-    evaluated.add_argument("--workdir", help="a trained run's directory; the evaluation goes to WORKDIR/eval/<split>")
+    evaluated.add_argument("--workdir",
+                           help=f"{run_folder}; results go to WORKDIR/eval/<split>[_tta-<mode>][_ensemble-<n>]/")
     evaluated.add_argument("--weights", metavar="FILE",
                            help="an imported chest X-ray model (`cxrjax import-weights --from torchxrayvision`) "
                                 "before any training, as a baseline; needs --data-dir and --out")
     evaluate.add_argument("--out", default=None, metavar="DIR", help="with --weights: where to write the evaluation")
-    evaluate.add_argument("--checkpoint", default="best", help="best, latest or a step number")
-    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"))
-    evaluate.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
-    evaluate.add_argument("--tta", choices=("flip", "tencrop"), default=None, help="test-time augmentation")
+    evaluate.add_argument("--checkpoint", default="best", help=checkpoint)
+    evaluate.add_argument("--split", default="test", choices=("train", "val", "test"),
+                          help="a split of the run's protocol, config.data.protocol (default: test)")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help=bootstrap)
+    evaluate.add_argument("--tta", choices=("flip", "tencrop"), default=None,
+                          help="test-time augmentation, probabilities averaged over the views: flip (the image and "
+                               "its mirror) or tencrop (4 corner and centre crops, and their mirrors); default: none")
     evaluate.add_argument("--ensemble", nargs="+", default=(), metavar="WORKDIR",
                           help="average probabilities with these runs' (same data and split)")
     evaluate.add_argument("--data-dir", default=None,
@@ -349,28 +440,35 @@ def _parser() -> argparse.ArgumentParser:
     _expert_arguments(evaluate)
     evaluate.set_defaults(handler=_eval)
 
-    score = commands.add_parser("score", help="metrics.json for a predictions CSV")
-    score.add_argument("--predictions", required=True)
-    score.add_argument("--labels", required=True, help="Data_Entry CSV (v2020 or 2017)")
-    score.add_argument("--images", default=None, help="score only the images of this list file")
+    score = command("score", "metrics (AUCs, CIs) of any predictions CSV against the release's labels")
+    score.add_argument("--predictions", required=True,
+                       help="CSV with an 'Image Index' column and one probability column per finding, named "
+                            "<Finding> or prob_<Finding> (e.g. an eval's predictions.csv)")
+    score.add_argument("--labels", required=True,
+                       help="the release's Data_Entry CSV to score against: Data_Entry_2017_v2020.csv or "
+                            "Data_Entry_2017.csv")
+    score.add_argument("--images", default=None,
+                       help="score only the images of this list file (e.g. the release's test_list.txt)")
     score.add_argument("--output", default=None, help="write metrics.json here")
-    score.add_argument("--bootstrap", type=int, default=1000, help="patient-level resamples for 95%% CIs (0: off)")
+    score.add_argument("--bootstrap", type=int, default=1000, help=bootstrap)
     _expert_arguments(score)
     score.set_defaults(handler=_score)
 
-    predict = commands.add_parser("predict", help="probabilities for PNG/JPEG/DICOM files (and Grad-CAM overlays)")
-    predict.add_argument("images", nargs="+")
+    predict = command("predict", "probabilities for PNG/JPEG/DICOM files (and Grad-CAM overlays)")
+    predict.add_argument("images", nargs="+", help="PNG, JPEG or DICOM files")
     model_source = predict.add_mutually_exclusive_group(required=True)
-    model_source.add_argument("--workdir", help="a trained run's directory")
+    model_source.add_argument("--workdir", help=run_folder)
     model_source.add_argument("--weights", metavar="FILE",
                               help="an imported chest X-ray model (`cxrjax import-weights --from torchxrayvision`), "
                                    "zero-shot: its own preprocessing and operating points")
-    predict.add_argument("--checkpoint", default="best")
+    predict.add_argument("--checkpoint", default="best", help=checkpoint)
     predict.add_argument("--rule", choices=("youden", "f1", "torchxrayvision"), default=None,
                          help="which operating point marks a finding as present: chosen on validation (youden, "
                               "the default for a workdir; f1) or the imported model's own (the default with "
                               "--weights)")
-    predict.add_argument("--json", action="store_true")
+    predict.add_argument("--json", action="store_true",
+                         help="print JSON instead of a table: the thresholds used, each file's 14 probabilities and "
+                              "the findings marked present, and the files that could not be read")
     predict.add_argument("--cam", default=None, metavar="OUT_DIR",
                          help="write Grad-CAM pictures here, by default of the findings at or above their "
                               "operating point")
@@ -390,25 +488,31 @@ def _parser() -> argparse.ArgumentParser:
                               "ViewPosition)")
     predict.set_defaults(handler=_predict)
 
-    localize = commands.add_parser("localize", help="Grad-CAM boxes vs expert boxes (IoU, IoBB; Wang 2017)")
-    localize.add_argument("--workdir", required=True)
+    localize = command("localize", "Grad-CAM boxes vs expert boxes (IoU, IoBB; Wang 2017)")
+    localize.add_argument("--workdir", required=True, help=f"{run_folder}, and its shards")
     localize.add_argument("--boxes", required=True, help="BBox_List_2017.csv of the release")
-    localize.add_argument("--checkpoint", default="best")
-    localize.add_argument("--split", default="test", choices=("train", "val", "test"))
-    localize.add_argument("--fraction", type=float, default=0.7, help="CAM threshold, a fraction of its range")
+    localize.add_argument("--checkpoint", default="best", help=checkpoint)
+    localize.add_argument("--split", default="test", choices=("train", "val", "test"),
+                          help="the split of the run's protocol whose images with expert boxes are scored "
+                               "(default: test)")
+    localize.add_argument("--fraction", type=float, default=0.7,
+                          help="where the min-max scaled CAM is cut to find the box, 0..1 (default: 0.7, close to "
+                               "Wang 2017's 180 of 255)")
     localize.add_argument("--output", default=None, help="write the metrics as JSON here")
     localize.add_argument("--out", default=None, metavar="OUT_DIR",
                           help="write one picture per expert box here: the CAM, the expert box and the CAM's box")
     localize.set_defaults(handler=_localize)
 
-    folds = commands.add_parser("folds", help="mean ± sd per finding over k-fold runs (after `eval` on each)")
-    folds.add_argument("workdirs", nargs="+")
-    folds.add_argument("--split", default="test")
+    folds = command("folds", "mean ± sd per finding over k-fold runs (after `eval` on each)")
+    folds.add_argument("workdirs", nargs="+", metavar="WORKDIR",
+                       help="one run folder per fold, each evaluated by `cxrjax eval` first")
+    folds.add_argument("--split", default="test",
+                       help="which evaluation to aggregate: WORKDIR/eval/SPLIT/metrics.json of each run; test, val, "
+                            "or an eval folder such as test_tta-flip (default: test)")
     folds.add_argument("--output", default=None, help="write the aggregate as JSON here")
     folds.set_defaults(handler=_folds)
 
-    convert = commands.add_parser("import-weights", help="torchvision/timm/torchxrayvision checkpoint → cxrjax "
-                                  "variables (strict)")
+    convert = command("import-weights", "torchvision/timm/torchxrayvision checkpoint → cxrjax variables (strict)")
     convert.add_argument("source", help=".pth/.pt (needs PyTorch), .safetensors or .npz state dict; with --from "
                          "torchxrayvision, the .pt file torchxrayvision downloads to its cache folder")
     convert.add_argument("--from", dest="source_kind", choices=("torchvision", "timm", "torchxrayvision"),
@@ -416,22 +520,25 @@ def _parser() -> argparse.ArgumentParser:
                          help="who made the file: torchvision/timm ImageNet weights (the default), or a "
                               "torchxrayvision chest X-ray model (needs the torchxrayvision package)")
     convert.add_argument("--model", required=True,
-                         help="a cxrjax model name (e.g. densenet121); with --from torchxrayvision its model name "
-                              "(e.g. densenet121-res224-all, resnet50-res512-all)")
-    convert.add_argument("--out", required=True, help="output .msgpack")
+                         help="the cxrjax backbone the checkpoint is of, e.g. resnet18, resnet50, densenet121, "
+                              "swin_base; with --from torchxrayvision its model name (e.g. densenet121-res224-all, "
+                              "resnet50-res512-all)")
+    convert.add_argument("--out", required=True,
+                         help="output .msgpack, for train's --config.model.pretrained=OUT (or predict/eval "
+                              "--weights OUT for a chest X-ray model)")
     convert.add_argument("--num-classes", type=int, default=14,
-                         help="outputs of the head (torchvision/timm: a checkpoint's classifier of this size is kept, "
-                              "any other starts fresh)")
+                         help="outputs of the model's head (default: 14); a checkpoint whose classifier has as many "
+                              "is imported with it, any other (ImageNet's 1000) starts the head fresh")
     convert.set_defaults(handler=_import_weights)
 
-    bench = commands.add_parser("bench", help="training / eval / input / prepare images/s, beside PyTorch")
+    bench = command("bench", "training / eval / input / prepare images/s, beside PyTorch")
     bench.add_argument("--models", default="resnet50,densenet121,swin_base", help="comma-separated model names")
     bench.add_argument("--batch", type=int, default=128, help="global batch (training, eval and input pipeline)")
     bench.add_argument("--size", type=int, default=224, help="image side the models see")
     bench.add_argument("--dtype", default="bfloat16",
                        help="compute dtype(s): float32, bfloat16 or both (comma-separated)")
     bench.add_argument("--steps", type=int, default=20, help="timed steps, after the warm-up")
-    bench.add_argument("--warmup", type=int, default=3)
+    bench.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation), default: 3")
     bench.add_argument("--torch", default="eager,compile", help="PyTorch reference modes: eager, compile, or none")
     bench.add_argument("--skip", default="", help="parts to leave out: train, eval, input, prepare (comma-separated)")
     bench.add_argument("--data-dir", default=None, help="existing shards for the input benchmark (default: synthetic)")
@@ -466,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     _enable_compilation_cache()
     command = argv[0] if argv else ""
     try:
+        if command in _CONFIG_COMMANDS:
+            argv = [command, *_with_packaged_config(argv[1:])]
         if command in _CONFIG_COMMANDS and ({"--help", "-h"} & set(argv[1:])):
             print(_config_help(command, argv[1:]))
             return 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds (or reuses) the project's Python 3.12 virtual environment in .venv.
 # Why a script: the machine's default python3 is 3.11, for which pip silently picks an old jax;
-# this picks 3.12 explicitly (pyenv if present) and reinstalls only when pyproject.toml or constraints.txt change.
+# this picks 3.12 explicitly (pyenv if present) and reinstalls only when pyproject.toml, setup.py or constraints.txt
+# change.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.venv"
@@ -23,8 +24,9 @@ find_python() {
   return 1
 }
 
-# constraints.txt pins every package to the versions the tests and README's figures were measured with.
-hash="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
+# constraints.txt pins every package to the versions the tests and README's figures were measured with; setup.py
+# says which folders are packages (the editable install's import mapping).
+hash="$(cat "$root/pyproject.toml" "$root/setup.py" "$root/constraints.txt" | sha256sum | cut -c1-16)"
 stamp="$venv/.installed-$extras-$hash"
 if [ ! -f "$stamp" ]; then
   if [ ! -x "$venv/bin/python" ]; then

@@ -1,12 +1,14 @@
 """The commands a researcher meets first: `--help` that lists the config fields, and a missing-shards error that
 says what is prepared and what to run. Driven as a user would (subprocess) where the output is the point."""
 
+import argparse
 import os
 import subprocess
 import sys
 
 import pytest
 
+from cxrjax import cli
 from cxrjax.configs import default, fields
 from cxrjax.data import shard_format
 
@@ -46,6 +48,54 @@ def test_help_after_a_config_shows_that_configs_values():
     missing = _cxrjax("train", "--config", "no_such_config.py", "--help")
     assert missing.returncode == 1 and missing.stderr.strip() == "cxrjax train: error: config file no_such_config.py " \
                                                                   "not found"
+
+
+def test_a_packaged_config_name_resolves_to_the_shipped_file():
+    shipped = os.path.realpath(os.path.join(ROOT, "experiments", "ge2018_r18_fmsml.py"))  # editable: the same file
+    result = _cxrjax("train", "--config=cxrjax:experiments/ge2018_r18_fmsml.py:local1", "--help")
+    assert result.returncode == 0 and f"values of {shipped}:local1" in result.stdout
+    assert "model.architecture = 'fmsml'" in result.stdout
+    missing = _cxrjax("train", "--config", "cxrjax:experiments/ge2018_r19.py", "--workdir", "unused")
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and missing.stderr.startswith(
+        "cxrjax train: error: no config experiments/ge2018_r19.py in the installed package; its paper configs are "
+        "cxrjax:experiments/X.py for X in baltruschat2019_resnet50, ")
+    assert " ge2018_r18, " in missing.stderr and "__init__" not in missing.stderr
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    """Every subcommand's parser, from the parser `cxrjax` itself builds."""
+    [commands] = [action for action in cli._parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    return dict(commands.choices)
+
+
+def test_every_option_of_every_subcommand_has_a_help_text():
+    subcommands = _subcommands()
+    assert set(cli._CONFIG_COMMANDS) < set(subcommands) and len(subcommands) == 11
+    [commands] = [action for action in cli._parser()._actions if isinstance(action, argparse._SubParsersAction)]
+    assert all(choice.help for choice in commands._choices_actions)  # the one-line summaries of `cxrjax --help`
+    missing = [f"{name} {action.dest}" for name, parser in subcommands.items() for action in parser._actions
+               if not isinstance(action, argparse._HelpAction) and action.help in (None, "", argparse.SUPPRESS)]
+    assert missing == []
+    for command in cli._CONFIG_COMMANDS:  # absl flags, not argparse: train's and ablate's own --help shows them
+        _, flag_values = cli._define_config_flags([f"cxrjax {command}"], cli._COMMAND_FLAGS[command])
+        assert sorted(flag_values) == sorted({"config", "workdir", *{"train": ["accept_config_change"],
+                                                                     "ablate": ["loss", "split"]}[command]})
+        assert all(flag_values[name].help.strip() for name in flag_values)
+
+
+def test_every_subcommand_help_exits_0_and_shows_each_option():
+    for command, parser in _subcommands().items():
+        result = _cxrjax(command, "--help")
+        assert result.returncode == 0 and result.stderr == "", command
+        assert result.stdout.startswith(f"usage: cxrjax {command}"), command
+        if command in cli._CONFIG_COMMANDS:
+            _, flag_values = cli._define_config_flags([f"cxrjax {command}"], cli._COMMAND_FLAGS[command])
+            options = [f"  --{name}: " for name in flag_values]
+        else:
+            assert parser.description in " ".join(result.stdout.split()), command  # what the command does
+            options = [action.option_strings[-1] if action.option_strings else action.metavar or action.dest
+                       for action in parser._actions]
+        assert [option for option in options if option not in result.stdout] == [], command
 
 
 def test_top_level_help_names_a_first_command():

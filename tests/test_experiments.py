@@ -23,7 +23,8 @@ from cxrjax.training import train
 from cxrjax.training.run import build_run
 
 EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments")
-CONFIG_FILES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(EXPERIMENTS, "*.py")))
+# Every config file; "[!_]" leaves out __init__.py (the folder is the package cxrjax.experiments when installed).
+CONFIG_FILES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(EXPERIMENTS, "[!_]*.py")))
 
 
 def load_module(name: str):
