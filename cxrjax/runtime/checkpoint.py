@@ -9,6 +9,8 @@ empty JSON left by a crash of the file system) otherwise fails inside Orbax's as
 lines of asyncio traceback, or with "Expecting value: line 1 column 1" that names neither file nor step. Checked
 first, with synchronous reads, the damage is one line naming both, and `latest` can fall back to the newest step that
 is intact. `best` and a step number are explicit requests: a damaged one is an error, never silently another step.
+The check reads the step's arrays once more than the restore does (8M parameters and Adam's two moments, about
+100 MB, for a DenseNet-121 run).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import jax
 import orbax.checkpoint as ocp
 import tensorstore as ts
 from absl import logging
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy as policies
 
 BEST_METRIC = "val_mean_auc"
@@ -119,7 +122,7 @@ def verify(mngr: ocp.CheckpointManager, step: int) -> None:
 
 def newest_intact_step(mngr: ocp.CheckpointManager) -> tuple[int, list[int]]:
     """(the newest step that verifies, the newer damaged ones); each damaged step is named in one warning line and
-    left where it is. Raises FileNotFoundError without checkpoints, DamagedCheckpoint when none is intact."""
+    left where it is. Raises FileNotFoundError without checkpoints or when none is intact."""
     steps = sorted(mngr.all_steps(), reverse=True)
     if not steps:
         raise FileNotFoundError(f"no checkpoints in {mngr.directory}")
@@ -129,12 +132,9 @@ def newest_intact_step(mngr: ocp.CheckpointManager) -> tuple[int, list[int]]:
             verify(mngr, step)
             return step, damaged
         except DamagedCheckpoint as damage:
-            if step == steps[-1]:
-                raise DamagedCheckpoint(damage.step, damage.path, f"{damage.reason}; and no earlier "
-                                        "checkpoint is intact") from None
-            logging.warning("%s; left in place, using an earlier checkpoint", damage)
+            logging.warning("%s; left in place, trying an earlier checkpoint", damage)
             damaged.append(step)
-    raise AssertionError("unreachable")
+    raise FileNotFoundError(f"no intact checkpoint in {mngr.directory}: steps {sorted(damaged)} are all damaged")
 
 
 def resolve_step(mngr: ocp.CheckpointManager, which: str | int) -> int:
@@ -174,12 +174,15 @@ def set_aside(mngr: ocp.CheckpointManager, steps: list[int]) -> None:
     if not steps:
         return
     damaged_dir = os.path.join(os.path.dirname(str(mngr.directory)), DAMAGED_DIR)
-    os.makedirs(damaged_dir, exist_ok=True)
-    for step in steps:
-        target = os.path.join(damaged_dir, str(step))
-        shutil.rmtree(target, ignore_errors=True)  # an older damaged copy of the same step
-        shutil.move(step_directory(mngr, step), target)
-        logging.warning("damaged checkpoint step %d moved to %s; this run saves that step again", step, target)
+    if jax.process_index() == 0:  # every process found the same damage in the shared folder; one moves it
+        os.makedirs(damaged_dir, exist_ok=True)
+        for step in steps:
+            target = os.path.join(damaged_dir, str(step))
+            shutil.rmtree(target, ignore_errors=True)  # an older damaged copy of the same step
+            shutil.move(step_directory(mngr, step), target)
+            logging.warning("damaged checkpoint step %d moved to %s; this run saves that step again", step, target)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("cxrjax: damaged checkpoints set aside")
     mngr.reload()
 
 

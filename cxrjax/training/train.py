@@ -71,10 +71,13 @@ def train_step(state: TrainState, batch: dict, *, objective, dtype, dropout_key)
     return state, {"loss": total, **{f"loss/{head}": value for head, value in per_head.items()}}
 
 
-def saved_loss(state: TrainState, batch: dict, *, objective, dtype, dropout_key) -> jax.Array:
-    """The loss of the parameters about to be saved, on the batch of the step that made them: the one loss that
-    shows what that step's update did (the step's own loss was computed before it)."""
-    return _loss(state.params, state, batch, objective=objective, dtype=dtype, dropout_key=dropout_key)[0]
+def saved_state_checks(state: TrainState, batch: dict, *, objective, dtype, dropout_key):
+    """(the loss of the parameters about to be saved on the batch of the step that made them, whether they and the
+    batch statistics are all finite). That loss is the one that shows what the step's update did: the step's own
+    loss was computed before it."""
+    variables = jax.tree.leaves({"params": state.params, "batch_stats": state.batch_stats})
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in variables]))
+    return _loss(state.params, state, batch, objective=objective, dtype=dtype, dropout_key=dropout_key)[0], finite
 
 
 def validate(run: Run, predict_step, state, split: str = "val") -> tuple[dict, dict]:
@@ -164,17 +167,13 @@ def _check_finite(pending: list[tuple[int, dict]], guard: LossGuard, last_good: 
     return fetched
 
 
-@jax.jit
-def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
-
-
-def _check_before_save(run: Run, state: TrainState, loss_after: jax.Array, guard: LossGuard, step: int,
+def _check_before_save(checks: tuple[jax.Array, jax.Array], guard: LossGuard, step: int,
                        last_good: int | None) -> None:
     """Raises TrainingDiverged unless the parameters and batch statistics after `step` are finite and their loss
-    on the step's batch (`saved_loss`) passes the guard: checked before each validation and save, so that nothing
-    non-finite or diverged is ever saved as the last good checkpoint."""
-    if not bool(_all_finite(run.variables(state))):
+    on the step's batch (`saved_state_checks`) passes the guard: checked before each validation and save, so that
+    nothing non-finite or diverged is ever saved as the last good checkpoint."""
+    loss_after, finite = checks
+    if not bool(finite):
         raise TrainingDiverged(f"parameters are not finite after step {step}; stopped without saving them. "
                                f"{_last_good(last_good)}")
     guard.check(step, float(loss_after), last_good, after_update=True)
@@ -273,7 +272,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     jitted_step = jax.jit(functools.partial(train_step, **loss_options),
                           in_shardings=(state_sharding, sharding.batch_sharded(run.mesh)),
                           out_shardings=(state_sharding, sharding.replicated(run.mesh)), donate_argnums=0)
-    jitted_saved_loss = jax.jit(functools.partial(saved_loss, **loss_options))
+    jitted_checks = jax.jit(functools.partial(saved_state_checks, **loss_options),
+                            in_shardings=(state_sharding, sharding.batch_sharded(run.mesh)),
+                            out_shardings=sharding.replicated(run.mesh))
     predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head)
 
     log = RunLog(workdir)
@@ -299,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 log.write(step, last | {"learning_rate": learning_rate})
                 progress.set_postfix(loss=f"{last['loss']:.4f}")
             if end_of_epoch or stop:  # the parameters about to be validated and saved
-                _check_before_save(run, state, jitted_saved_loss(state, batch), guard, step, mngr.latest_step())
+                _check_before_save(jitted_checks(state, batch), guard, step, mngr.latest_step())
             if end_of_epoch:
                 val, operating_points = validate(run, predict_step, state)
                 result["val_mean_auc"] = val["mean_auc"]
