@@ -22,7 +22,7 @@ from cxrjax.runtime import checkpoint
 from cxrjax.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS_PER_EPOCH, EPOCHS, STOPPED_AT = 3, 3, 5  # a run of 9 steps; the stopped copy keeps step 3 (best) and 5
+STEPS_PER_EPOCH, EPOCHS, STOPPED_AT = 3, 2, 5  # a run of 6 steps; the stopped copy keeps step 3 (best) and 5
 
 
 def _config(data_dir: str):
@@ -123,7 +123,7 @@ def test_a_damaged_latest_checkpoint_is_named_and_the_intact_one_is_used(stopped
 
 def test_resuming_past_a_damaged_checkpoint_redoes_its_steps_exactly(stopped, uninterrupted, prepared_shards,
                                                                      tmp_path):
-    """Resumes from step 3 (step 5 is damaged and set aside): steps 4-9 are redone, to the uninterrupted result."""
+    """Resumes from step 3 (step 5 is damaged and set aside): steps 4-6 are redone, to the uninterrupted result."""
     workdir = str(tmp_path / "run")
     shutil.copytree(stopped, workdir)
     damaged = _damage(workdir, STOPPED_AT, "truncated array file")
