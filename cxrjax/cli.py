@@ -59,6 +59,9 @@ def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
     config_flag, flag_values = _define_config_flags(argv, define_extra)
     try:
         flag_values(argv)
+    except (AttributeError, KeyError):  # ml_collections' answer to `--config.FIELD` for a field the config lacks
+        config = flag_values["config"].parser.parse(_config_file(argv))  # the file's config, before any override
+        raise ValueError(_unknown_override(argv, config)) from None
     except flags.Error as error:
         # An exception inside get_config reaches here as ml_collections' message with the whole traceback in it:
         # keep its first line and the exception's own line.
@@ -67,6 +70,19 @@ def _config_flags(argv: list[str], define_extra=lambda flag_values: None):
     if config_flag.value is None or flag_values.workdir is None:
         raise ValueError("needs --config FILE and --workdir DIR")
     return config_flag.value, flag_values
+
+
+def _unknown_override(argv: list[str], config) -> str:
+    """The error line for the first `--config.FIELD=VALUE` of `argv` whose field `config` does not have."""
+    from cxrjax.configs import checks
+
+    known = set(checks.field_names(config))
+    for argument in argv:
+        if argument.startswith("--config."):
+            name = argument[len("--config."):].split("=", 1)[0]
+            if name not in known:
+                return checks.unknown_field(config, name)
+    return "a --config.FIELD override names no field of the config; `cxrjax train --help` lists them"
 
 
 _CONFIG_COMMANDS = {
@@ -587,6 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ImportError, ValueError, RuntimeError) as error:
         print(f"cxrjax {command}: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C during training, or one anywhere else: no traceback
+        print(f"cxrjax {command}: interrupted; nothing saved since the last checkpoint", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.select_best_by = "val_mean_auc"  # the "best" checkpoint: val_mean_auc (highest) | val_loss (lowest)
     config.steps_per_epoch = 0  # 0: the whole training split each epoch; N: at most N steps (smoke runs)
     config.log_every_steps = 50
+    # Stop the run as diverged when a step's loss exceeds this many times its running mean (an exponential mean over
+    # ~100 steps, started by the first loss); a non-finite loss or non-finite parameters always stop it. 0: off.
+    config.divergence_factor = 1e3
     config.prefetch_batches = 2  # global batches put on the devices ahead of the step (cxrjax.data.prefetch)
     return config
 
