@@ -10,22 +10,30 @@ Paper: best model ≈ 0.822 mean AUC (5-fold), ≈ 0.806 (official split) — se
     cxrjax eval --workdir runs/baltruschat2019_resnet50 --split test
 
 `:finetuned` and `:frozen` refuse to start without `--config.model.pretrained` (`model.require_pretrained`);
-`:scratch` trains from random weights without it. `:large` needs 512 shards (`cxrjax prepare --size 512`);
-folds: `--config.data.protocol=kfold --config.data.fold=K` for K = 0..4, then `cxrjax folds runs/fold0 ... runs/fold4`.
+`:scratch` trains from random weights without it. `:large` needs 512 shards (`cxrjax prepare --size 512`).
+
+Evaluation protocol (at most one): the paper's "5-fold re-sampling" as five random patient-level 70/10/20 splits
+(default, `protocol=resample`: run K = 0..4 with `--config.data.fold=K`, seeds 0-4), or `:kfold` (disjoint 5-fold
+cross-validation by patient, 64/16/20: another reading of the same words, `--config.data.fold=K`), or `:official`
+(the official split, the paper's second evaluation). Then `cxrjax folds runs/r0 ... runs/r4` (mean ± sd).
 """
 
 from cxrjax.configs import arguments, default
 
 INITIALISATIONS = ("finetuned", "frozen", "scratch")  # at most one; "finetuned" is the default
 FLAGS = ("large", "meta")  # independent of the initialisation and of each other
-VARIANTS = (*INITIALISATIONS, "large", "meta", "large,meta")
+PROTOCOLS = ("resample", "kfold", "official")  # at most one; "resample" is the default
+VARIANTS = (*INITIALISATIONS, "large", "meta", "large,meta", "kfold", "official")
 
 
 def get_config(argument: str | None = None):
-    given = arguments.parse_arguments(argument, (*INITIALISATIONS, *FLAGS))
+    given = arguments.parse_arguments(argument, (*INITIALISATIONS, *FLAGS, *PROTOCOLS))
     init = arguments.choose(given, INITIALISATIONS, "finetuned")
-    config = default.get_config()  # the official split, or --config.data.protocol=kfold --config.data.fold=K
-    config.data.num_folds = 5  # the 5-fold patient-level re-sampling
+    config = default.get_config()
+    # The evaluation protocol (see above): READING of "5-fold re-sampling" as five random 70/10/20 patient splits.
+    config.data.protocol = arguments.choose(given, PROTOCOLS, "resample")
+    config.data.fractions = (0.7, 0.1, 0.2)  # resample: train / val / test by patient
+    config.data.num_folds = 5  # five re-samplings or folds, K = data.fold = 0..4
     if "large" in given:  # the higher-resolution model: 448² crops (448 unverified) of the 512² shards
         config.data.size, config.data.crop = 512, 448
     config.model.name = "resnet50"

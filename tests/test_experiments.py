@@ -341,3 +341,15 @@ def test_wang_and_chexnet_rows_are_their_papers_experiments():
                                                                                                  True)
     assert chexnet.select_best_by == "val_loss" and chexnet.data.rotation == 0
     assert load_config("chexnet", "official").data.protocol == "official"
+
+
+def test_baltruschat_protocol_is_stated_and_chosen():
+    """The paper's "5-fold re-sampling" as five random 70/10/20 patient splits by default; disjoint k-fold and the
+    official split as the other two choices, at most one."""
+    config = load_config("baltruschat2019_resnet50", "")
+    assert (config.data.protocol, tuple(config.data.fractions), config.data.num_folds) == ("resample",
+                                                                                         (0.7, 0.1, 0.2), 5)
+    assert load_config("baltruschat2019_resnet50", "kfold,meta").data.protocol == "kfold"
+    assert load_config("baltruschat2019_resnet50", "official").data.protocol == "official"
+    with pytest.raises(ValueError, match="exclude each other"):
+        load_config("baltruschat2019_resnet50", "kfold,official")

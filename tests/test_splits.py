@@ -69,3 +69,21 @@ def test_official_split_on_the_real_lists():
     with pytest.raises(ValueError, match="unknown split protocol"):
         data.protocol = "bogus"
         splits.split_records(data, metadata)
+
+
+def test_resample_k_is_the_random_split_of_seed_k():
+    """Baltruschat's re-sampling: re-sampling K is the random 70/10/20 patient split with seed split_seed + K, so the
+    five of a series differ and each is reproducible."""
+    patients = _patients()
+    metadata = types.SimpleNamespace(patient_id=patients, is_test=np.zeros(len(patients), bool))
+    data = default.get_config().data
+    data.protocol = "resample"
+    tests = []
+    for fold in range(5):
+        data.fold = fold
+        parts = splits.split_records(data, metadata)
+        expected = splits.random(patients, fractions=(0.7, 0.1, 0.2), seed=fold)
+        assert all(np.array_equal(parts[name], expected[name]) for name in ("train", "val", "test"))
+        _assert_partition(parts, patients)
+        tests.append(set(parts["test"].tolist()))
+    assert all(a != b for i, a in enumerate(tests) for b in tests[i + 1:])

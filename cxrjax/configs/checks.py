@@ -51,7 +51,7 @@ def _problems(config: ml_collections.ConfigDict) -> list[str]:
     require(0 <= data.rotation <= 180, f"data.rotation must be between 0 and 180 degrees (got {data.rotation})")
     if data.protocol in ("official", "official_images"):
         require(0 < data.val_fraction < 1, f"data.val_fraction must be between 0 and 1 (got {data.val_fraction})")
-    if data.protocol == "random":
+    if data.protocol in ("random", "resample"):
         fractions = tuple(data.fractions)
         require(len(fractions) == 3 and all(f > 0 for f in fractions) and math.isclose(sum(fractions), 1.0),
                 f"data.fractions must be three positive shares of train, val and test summing to 1 (got "

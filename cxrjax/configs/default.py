@@ -21,12 +21,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.flip = True
     config.data.random_crop = True  # False: centre crop for training too
     config.data.rotation = 0.0  # training rotation range, ± degrees
-    config.data.protocol = "official"  # official | official_images | random | kfold (cxrjax.data.splits)
+    config.data.protocol = "official"  # official | official_images | random | resample | kfold (cxrjax.data.splits)
     config.data.split_seed = 0
     config.data.val_fraction = 0.2  # official: share of train_val held out for validation, by patient (by image)
-    config.data.fractions = (0.7, 0.1, 0.2)  # random protocol
+    config.data.fractions = (0.7, 0.1, 0.2)  # random and resample protocols
     config.data.num_folds = 5  # kfold protocol
-    config.data.fold = 0
+    config.data.fold = 0  # kfold: the test fold; resample: the re-sampling (random split, seed split_seed + fold)
     config.data.num_threads = 4  # grain reader threads per process
     config.data.num_workers = 0  # grain worker processes per host; 0: read in this process (README, "input")
 

@@ -13,7 +13,7 @@ import math
 import ml_collections
 import numpy as np
 
-PROTOCOLS = ("official", "official_images", "random", "kfold")
+PROTOCOLS = ("official", "official_images", "random", "resample", "kfold")
 
 
 def _partition_patients(patient_ids: np.ndarray, fractions: list[float], rng: np.random.Generator) -> np.ndarray:
@@ -82,6 +82,8 @@ def split_records(data: ml_collections.ConfigDict, metadata) -> dict[str, np.nda
         return official_images(metadata.is_test, val_fraction=data.val_fraction, seed=data.split_seed)
     if data.protocol == "random":
         return random(metadata.patient_id, fractions=tuple(data.fractions), seed=data.split_seed)
+    if data.protocol == "resample":  # re-sampling K of a series: the random protocol with seed split_seed + K
+        return random(metadata.patient_id, fractions=tuple(data.fractions), seed=data.split_seed + data.fold)
     if data.protocol == "kfold":
         return kfold(metadata.patient_id, num_folds=data.num_folds, fold=data.fold, val_fraction=data.val_fraction,
                      seed=data.split_seed)

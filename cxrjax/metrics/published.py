@@ -199,8 +199,9 @@ def _unknown(measured: Measured | None) -> str | None:
     return f"{', '.join(missing)} not stated" if missing else None
 
 
-# A protocol whose test split is another's: `official_images` differs from `official` in its train/val cut only.
-_TEST_SPLIT_OF = {"official_images": OFFICIAL}
+# A protocol whose test split is of another's kind: `official_images` differs from `official` in its train/val cut
+# only; a re-sampling is a random patient-level split.
+_TEST_SPLIT_OF = {"official_images": OFFICIAL, "resample": RANDOM}
 
 
 def comparison(result: Published, measured: Measured | None) -> tuple[str, str]:
