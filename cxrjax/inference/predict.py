@@ -26,6 +26,7 @@ import numpy as np
 from cxrjax.data import images
 from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
 from cxrjax.data.nih import SEXES, VIEWS, parse_age
+from cxrjax.data.progress import progress
 
 DEFAULT_THRESHOLD = 0.5
 _DICOM_TAGS = {"age": "PatientAge", "sex": "PatientSex", "view": "ViewPosition"}
@@ -204,8 +205,10 @@ def predict_files(inference, paths: Iterable[str], *, batch_size: int = 16, thre
     given); raises `MissingMetadata` for a file left without.
     """
     errors: list[FileError] = []
-    results = predict_loaded(inference, inference_files(inference, paths, errors, metadata), batch_size=batch_size,
-                             thresholds=thresholds)
+    paths = list(paths)
+    with progress(paths, desc="predict", unit="file") as read:
+        results = predict_loaded(inference, inference_files(inference, read, errors, metadata),
+                                 batch_size=batch_size, thresholds=thresholds)
     return results, errors
 
 
