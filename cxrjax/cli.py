@@ -253,7 +253,7 @@ def _bench(args) -> int:
         prepare_images=args.prepare_images, prepare_source_size=args.prepare_source_size, profile_dir=args.profile)
     # Every option spelled out, defaults included, so the recorded command reproduces the run.
     command = " ".join(["cxrjax bench", *(f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
-                                          if name not in ("command", "handler") and value is not None)])
+                                          if name not in ("command", "handler", "verbose") and value is not None)])
     cache_was_enabled = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # compile times are reported, so always cold
     try:
