@@ -153,6 +153,8 @@ def _ablate(argv: list[str]) -> int:
     with train.StopOnSignal() as stop:
         results = ablation.run_ablation(config, flag_values.workdir, flag_values.loss, flag_values.split, stop)
     print(ablation.ablation_table(results))
+    _wrote(f"ablate: one run per loss (its checkpoints and eval/{flag_values.split}/) and ablation.json in "
+           f"{flag_values.workdir}")
     return 0
 
 
