@@ -11,6 +11,12 @@ import os
 import sys
 
 from absl import flags, logging
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+
+def _wrote(line: str | None) -> None:
+    """A command's last line, on stderr: what it wrote and where (None: it wrote nothing but what it printed)."""
+    print(line or "nothing written (--output FILE keeps the results as JSON)", file=sys.stderr)
 
 
 def _write_json(path: str | None, result: dict) -> None:
@@ -23,7 +29,8 @@ def _write_json(path: str | None, result: dict) -> None:
 def _demo(args) -> int:
     from cxrjax.tools.demo import run_demo
 
-    run_demo(args.workdir, num_images=args.num_images, num_epochs=args.epochs)
+    result = run_demo(args.workdir, num_images=args.num_images, num_epochs=args.epochs)
+    _wrote(f"demo: the release, shards and run in {args.workdir}; the run's report in {result['written_to']}")
     return 0
 
 
@@ -204,6 +211,7 @@ def _train(argv: list[str]) -> int:
         print(f"stopped by signal at step {result['step']}; checkpoint saved; re-run to resume")
     else:
         print(f"trained to step {result['step']}; last validation mean AUC {result['val_mean_auc']}")
+    _wrote(f"train: checkpoints, metrics.jsonl and TensorBoard logs in {flag_values.workdir}")
     return 0
 
 
@@ -219,6 +227,8 @@ def _ablate(argv: list[str]) -> int:
     with train.StopOnSignal() as stop:
         results = ablation.run_ablation(config, flag_values.workdir, flag_values.loss, flag_values.split, stop)
     print(ablation.ablation_table(results))
+    _wrote(f"ablate: one run per loss (its checkpoints and eval/{flag_values.split}/) and ablation.json in "
+           f"{flag_values.workdir}")
     return 0
 
 
@@ -246,6 +256,7 @@ def _eval(args) -> int:
                                            expert=expert)
     print(metrics.auc_table(result))
     _print_expert(result)
+    _wrote(f"eval: predictions.csv, metrics.json, report.md, roc.png and pr.png in {result['written_to']}")
     return 0
 
 
@@ -258,6 +269,7 @@ def _score(args) -> int:
     _write_json(args.output, result)
     print(metrics.auc_table(result))
     _print_expert(result)
+    _wrote(f"score: metrics in {args.output}" if args.output else None)
     return 0
 
 
@@ -314,8 +326,9 @@ def _localize(args) -> int:
                                             fraction=args.fraction, out_dir=args.out)
     _write_json(args.output, result)
     print(localize.format_localization(result))
-    if args.out:
-        print(f"{len(rows)} pictures of CAM boxes against expert boxes in {args.out}", file=sys.stderr)
+    written = [f"the metrics in {args.output}"] * bool(args.output) + [
+        f"{len(rows)} pictures of CAM boxes against expert boxes in {args.out}"] * bool(args.out)
+    _wrote(f"localize: {' and '.join(written)}" if written else None)
     return 0
 
 
@@ -325,6 +338,7 @@ def _folds(args) -> int:
     result = aggregate_folds(args.workdirs, args.split)
     _write_json(args.output, result)
     print(folds_table(result))
+    _wrote(f"folds: the aggregate in {args.output}" if args.output else None)
     return 0
 
 
@@ -371,15 +385,16 @@ def _bench(args) -> int:
         prepare_images=args.prepare_images, prepare_source_size=args.prepare_source_size, profile_dir=args.profile)
     # Every option spelled out, defaults included, so the recorded command reproduces the run.
     command = " ".join(["cxrjax bench", *(f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
-                                          if name not in ("command", "handler") and value is not None)])
+                                          if name not in ("command", "handler", "verbose") and value is not None)])
     cache_was_enabled = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)  # compile times are reported, so always cold
     try:
-        result = bench.run_benchmarks(options, command, log=lambda message: print(message, file=sys.stderr))
+        result = bench.run_benchmarks(options, command)
     finally:
         jax.config.update("jax_enable_compilation_cache", cache_was_enabled)
     _write_json(args.output, result)
     print(bench.format_table(result))
+    _wrote(f"bench: the results in {args.output}" if args.output else None)
     return 0
 
 
@@ -388,6 +403,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="cxrjax", description=__doc__.splitlines()[0],
         epilog="First try `cxrjax demo`: a synthetic release prepared, trained on and evaluated in a few minutes. "
                "`cxrjax train --help` lists every config field with its default.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the details: every per-finding warning, library INFO logs, TFDS's own bars")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
@@ -582,10 +599,23 @@ def _enable_compilation_cache() -> None:
         jax.config.update("jax_compilation_cache_dir", os.path.join(cache_home, "cxrjax", "jax"))
 
 
+def _set_verbosity(verbose: bool) -> None:
+    """Warnings only, by default: one summary line where a detail repeats (per finding, per file), no TFDS banners or
+    bars. `cxrjax --verbose COMMAND`: INFO lines of cxrjax (the details) and of the libraries (TFDS, orbax, grain)."""
+    import logging as python_logging
+
+    level = python_logging.INFO if verbose else python_logging.WARNING
+    python_logging.basicConfig(format="%(levelname)s: %(message)s")  # only if nothing is configured yet
+    python_logging.getLogger().setLevel(level)
+    logging.set_verbosity(logging.INFO if verbose else logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     flags.FLAGS.mark_as_parsed()  # grain and orbax read absl flags; a console script never parses them
-    logging.set_verbosity(logging.WARNING)
+    verbose = argv[:1] == ["--verbose"]  # before the command, for train and ablate as for the others
+    argv = argv[1:] if verbose else argv
+    _set_verbosity(verbose)
     _enable_compilation_cache()
     command = argv[0] if argv else ""
     try:
@@ -595,9 +625,11 @@ def main(argv: list[str] | None = None) -> int:
             print(_config_help(command, argv[1:]))
             return 0
         if command in ("train", "ablate"):  # absl-style config flags, not argparse
-            return {"train": _train, "ablate": _ablate}[command]([f"cxrjax {command}", *argv[1:]])
+            with logging_redirect_tqdm():  # log lines above the progress bars, not through them
+                return {"train": _train, "ablate": _ablate}[command]([f"cxrjax {command}", *argv[1:]])
         args = _parser().parse_args(argv)
-        return args.handler(args)
+        with logging_redirect_tqdm():
+            return args.handler(args)
     # User-fixable: missing or unreadable files (any OSError: also permissions, a directory given for a file), a
     # missing optional dependency (torch to read a .pth), bad input, a diverged run.
     except (OSError, ImportError, ValueError, RuntimeError) as error:

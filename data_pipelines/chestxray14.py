@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import logging
 import multiprocessing
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from array_record.python import array_record_module
-from tqdm import tqdm
 
 from cxrjax.data import nih, shard_format
 from cxrjax.data.decode import decode_file
+from cxrjax.data.progress import progress
 
 _CHUNK = 64  # images handed to a decoding worker at a time
 # How the shards' records are stored. TFDS writes ArrayRecord with zstd-3 chunks and exposes no option; on real
@@ -116,6 +117,15 @@ class Chestxray14(tfds.core.GeneratorBasedBuilder):
         super().download_and_prepare(**kwargs)
         store_uncompressed(self.data_dir)
 
+    # TFDS prints "Downloading and preparing dataset Unknown size ..." and "Dataset ... downloaded and prepared"
+    # around every build; nothing is downloaded here and `cxrjax prepare` says where the shards went, so they are
+    # INFO details (`cxrjax --verbose`).
+    def _log_download_bytes(self) -> None:
+        logging.getLogger(__name__).info("TFDS writes the %s shards to %s", self.name, self.data_dir)
+
+    def _log_download_done(self) -> None:
+        logging.getLogger(__name__).info("TFDS wrote the %s shards to %s", self.name, self.data_dir)
+
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.size
         return tfds.core.DatasetInfo(
@@ -150,8 +160,8 @@ class Chestxray14(tfds.core.GeneratorBasedBuilder):
 
         decoded = _decoded([paths[e.image_index] for e in present], config.size, self.num_workers)
         record = 0
-        for entry, (pixels, source_size, error) in tqdm(zip(present, decoded), total=len(present), unit="img",
-                                           desc=f"decoding to {config.size}²"):
+        for entry, (pixels, source_size, error) in progress(zip(present, decoded), total=len(present), unit="img",
+                                                            desc=f"prepare: decoding to {config.size}²"):
             if error is not None:
                 self.report.failed.append({"image": entry.image_index, "reason": error})
                 continue
@@ -177,9 +187,8 @@ def store_uncompressed(directory: str) -> None:
 
     Each shard is replaced atomically, so an interrupted rewrite leaves some shards compressed, and readers open either
     kind (the reader learns a file's compression from the file)."""
-    for name in sorted(os.listdir(directory)):
-        if ".array_record-" not in name or name.endswith(".tmp"):
-            continue
+    names = [name for name in sorted(os.listdir(directory)) if ".array_record-" in name and not name.endswith(".tmp")]
+    for name in progress(names, desc="prepare: storing the shards uncompressed", unit="shard"):
         path = os.path.join(directory, name)
         reader = array_record_module.ArrayRecordReader(path)
         if "uncompressed" in reader.writer_options_string().split(","):  # written so already

@@ -7,9 +7,11 @@ the output folder (for people) and into the TFDS version folder (so readers find
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
+import logging
 import os
 
 import tensorflow_datasets as tfds
@@ -59,9 +61,10 @@ def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",
     config = Chestxray14Config(size=size, labels=labels)
     if config.name in Chestxray14.builder_configs:  # TFDS wants registered configs by name, others as objects
         config = config.name
-    builder = Chestxray14(data_dir=data_dir, config=config, num_workers=num_workers or os.cpu_count() or 1)
-    builder.download_and_prepare(file_format="array_record",
-                                 download_config=tfds.download.DownloadConfig(manual_dir=source))
+    with _quiet_tfds():
+        builder = Chestxray14(data_dir=data_dir, config=config, num_workers=num_workers or os.cpu_count() or 1)
+        builder.download_and_prepare(file_format="array_record",
+                                     download_config=tfds.download.DownloadConfig(manual_dir=source))
     for path in (os.path.join(data_dir, MANIFEST), os.path.join(target, MANIFEST)):
         _write_manifest(path, builder.manifest)
     report = dataclasses.asdict(builder.report) | {"summary": builder.report.summary(), "size": size,
@@ -70,6 +73,34 @@ def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",
         with open(path, "w") as f:
             json.dump(report, f, indent=1)
     return Prepared(target, builder.report)
+
+
+class _CustomConfigIsInfo(logging.Filter):
+    """TFDS warns "Using custom data configuration" for every size outside BUILDER_CONFIGS; any size is ours to
+    choose, so it is an INFO detail."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Using custom data configuration"):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    """TFDS's own bars ("Generating splits", "Shuffling <a 200-character glob>", nested under the decoding bar) and
+    its custom-config warning, only where TFDS's logger shows INFO (`cxrjax --verbose`): the decoding bar counts
+    the images."""
+    tfds_logger = logging.getLogger("absl")  # TFDS logs through absl
+    verbose = tfds_logger.isEnabledFor(logging.INFO)
+    note = _CustomConfigIsInfo()
+    tfds_logger.addFilter(note)
+    tfds.display_progress_bar(verbose)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(True)
+        tfds_logger.removeFilter(note)
 
 
 def _write_manifest(path: str, rows: list[dict]) -> None:

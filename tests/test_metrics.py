@@ -41,7 +41,12 @@ def test_definitions_on_six_images(caplog):
     # Cardiomegaly: positives .8 .7 .3 vs negatives .2 .4 .6 -> 3 + 3 + 1 of 9 pairs.
     assert result["auc"]["Cardiomegaly"] == pytest.approx(7 / 9)
     assert all(result["auc"][f] is None for f in FINDINGS if f not in ("Atelectasis", "Cardiomegaly"))
-    assert "only one class" in caplog.text
+    # One warning line for every undefined value, not one per finding and metric.
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("AUC undefined for 12 findings with a single class among these 6 images: Effusion, "
+                                  "Infiltration, "), warnings
+    assert "; AP for 12: Effusion, " in warnings[0]
     assert result["mean_auc"] == pytest.approx((7 / 8 + 7 / 9) / 2)
     # W-AUC: prevalences 2/6 and 3/6 -> 7/24 + 7/18 = 49/72; normalised by 5/6.
     assert result["w_auc"] == pytest.approx(49 / 72)

@@ -64,7 +64,8 @@ def _predict_workdir(run: TrainedRun, mesh, split_names: tuple[str, ...], tta: s
     step = run.predict_step(tta)
     crop = shards.size if tta == "tencrop" else None
     return _Predicted(run, shards, records, {name: predict_split(step, run.variables, shards, records[name],
-                                                                 run.config, mesh, crop=crop)
+                                                                 run.config, mesh, crop=crop,
+                                                                 desc=f"eval: predicting {name}")
                                              for name in split_names})
 
 
@@ -73,6 +74,7 @@ def evaluate_workdir(workdir: str, which: str | int = "best", split: str = "test
                      expert: expert_labels.ExpertLabels | None = None) -> dict:
     """Loads a checkpoint of `workdir`, predicts `split`, writes W/eval/<split>/: predictions.csv, metrics.json
     (with patient-level bootstrap CIs and the operating points chosen on validation) and report.md + roc/pr.png.
+    Returns metrics.json's content and `written_to`, that folder.
 
     `ensemble`: more workdirs (same data and split) whose probabilities are averaged with this one's (Ge 2018's
     "R18 + R18-F-MSML" rows); `tta`: flip or tencrop. Either writes to W/eval/<split>[_tta-<mode>][_ensemble-<n>].
@@ -148,4 +150,4 @@ def evaluate_run(run: TrainedRun, out: str, split: str, *, names: list[str], ens
                             measured=report.Measured(protocol=run.config.data.protocol, split=split,
                                                      labels=run.config.data.labels, num_images=len(metadata),
                                                      num_official_test=int(metadata.is_test.sum())))
-    return metrics
+    return metrics | {"written_to": out}

@@ -13,6 +13,7 @@ import ml_collections
 import numpy as np
 
 from cxrjax.data import pipeline, shard_format
+from cxrjax.data.progress import progress
 from cxrjax.models.preprocess import normalize
 from cxrjax.runtime import sharding
 
@@ -65,8 +66,9 @@ def make_predict_step(model, dtype, predict_head: str = "logits", *, tta: str | 
 
 
 def predict_records(predict_step, variables, shards, records, *, global_batch: int, crop: int, mesh,
-                    num_threads: int = 4, workers: int = 0):
-    """Probabilities (len(records), 14) for the given record numbers, in that order."""
+                    num_threads: int = 4, workers: int = 0, desc: str = "predicting"):
+    """Probabilities (len(records), 14) for the given record numbers, in that order; `desc` names the bar of the
+    images done (process 0 shows it)."""
     block, num_blocks = sharding.process_block(mesh, global_batch)
     dataset = pipeline.eval_dataset(shards, records, global_batch=global_batch, crop=crop,
                                      process_index=block, process_count=num_blocks,
@@ -74,6 +76,7 @@ def predict_records(predict_step, variables, shards, records, *, global_batch: i
                                                                     prefetch_buffer_size=num_threads),
                                      workers=workers)
     probabilities, order, mask = [], [], []
+    bar = progress(total=len(records), desc=desc, unit="img", disable=jax.process_index() != 0)
     for batch in dataset:
         inputs = sharding.to_global({name: batch[name] for name in ("image", *shard_format.METADATA_FIELDS)}, mesh)
         metadata = {name: inputs[name] for name in shard_format.METADATA_FIELDS}
@@ -81,6 +84,8 @@ def predict_records(predict_step, variables, shards, records, *, global_batch: i
         local = sharding.to_global({"record": batch["record"], "mask": batch["mask"]}, mesh)
         order.append(sharding.to_host(local["record"]))
         mask.append(sharding.to_host(local["mask"]))
+        bar.update(min(global_batch, len(records) - global_batch * (len(order) - 1)))  # all full but the padded last
+    bar.close()
     probabilities, order, mask = (np.concatenate(a) for a in (probabilities, order, mask))
     keep = mask.astype(bool)
     by_record = dict(zip(order[keep].tolist(), probabilities[keep]))
@@ -89,7 +94,7 @@ def predict_records(predict_step, variables, shards, records, *, global_batch: i
 
 
 def predict_split(predict_step, variables, shards, records, config: ml_collections.ConfigDict, mesh, *,
-                  crop: int | None = None) -> np.ndarray:
+                  crop: int | None = None, desc: str = "predicting") -> np.ndarray:
     """`predict_records` with the batch and readers of a run's config (`eval_batch_size`, `data.crop`,
     `data.num_threads`, `data.num_workers`), so validation and evaluation read a split the same way. `crop`: the side
     of the windows read when it is not the model's input (ten-crop cuts its views from the uncropped shards)."""
@@ -98,4 +103,4 @@ def predict_split(predict_step, variables, shards, records, config: ml_collectio
                          "the mesh")
     return predict_records(predict_step, variables, shards, records, global_batch=config.eval_batch_size,
                            crop=crop or config.data.crop, mesh=mesh, num_threads=config.data.num_threads,
-                           workers=config.data.num_workers)
+                           workers=config.data.num_workers, desc=desc)

@@ -29,6 +29,7 @@ from PIL import Image
 from cxrjax.data import images, nih
 from cxrjax.data.decode import resize_area
 from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
+from cxrjax.data.progress import progress
 from cxrjax.inference import pictures
 from cxrjax.inference.predict import (
     FileError,
@@ -204,7 +205,8 @@ def write_cam_overlays(inference, paths: Iterable[str], out_dir: str, *, thresho
         by_image.setdefault((box.image_index, box.finding), []).append(box)
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for item, prediction, cams in zip(files, predictions, maps):
+    for item, prediction, cams in progress(zip(files, predictions, maps), total=len(files), unit="file",
+                                           desc="Grad-CAM pictures"):
         gray = images.read_image(item.path)
         for finding in chosen_findings(prediction, thresholds, findings, top_k):
             k = FINDINGS.index(finding)

@@ -25,6 +25,7 @@ from scipy import ndimage
 
 from cxrjax.data import images, nih, shard_format, splits
 from cxrjax.data.findings import FINDINGS
+from cxrjax.data.progress import progress
 from cxrjax.evaluation.load import TrainedRun, load_run
 from cxrjax.inference import pictures
 from cxrjax.inference.explain import gradcam_step
@@ -146,7 +147,9 @@ def localize_shards(inference: TrainedRun, shards: shard_format.Shards, records:
 
     step = gradcam_step(inference)
     rows = []
-    for files, batch in padded_batches(map(load, by_image), batch_size):
+    read = progress(by_image, total=len(by_image), desc="localize: Grad-CAM of the images with expert boxes",
+                    unit="img")
+    for files, batch in padded_batches(map(load, read), batch_size):
         cams = np.asarray(step(inference.variables, batch, metadata_batch(files, batch_size))["cam"])
         for item, maps in zip(files, cams):
             image_boxes = by_image[item.path]
@@ -159,6 +162,7 @@ def localize_shards(inference: TrainedRun, shards: shard_format.Shards, records:
                 for number, row in enumerate(image_rows):
                     write_box_picture(out_dir, row, item.image, maps[FINDINGS.index(row.finding)], number)
             rows += image_rows
+    read.close()
     return rows
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from cxrjax.data import images
 from cxrjax.data.findings import FINDINGS, NUM_FINDINGS
 from cxrjax.data.nih import SEXES, VIEWS, parse_age
+from cxrjax.data.progress import progress
 
 DEFAULT_THRESHOLD = 0.5
 _DICOM_TAGS = {"age": "PatientAge", "sex": "PatientSex", "view": "ViewPosition"}
@@ -206,22 +207,30 @@ def predict_files(inference, paths: Iterable[str], *, batch_size: int = 16, thre
     given); raises `MissingMetadata` for a file left without.
     """
     errors: list[FileError] = []
+    paths = list(paths)
     results = predict_loaded(inference, inference_files(inference, paths, errors, metadata), batch_size=batch_size,
-                             thresholds=thresholds)
+                             thresholds=thresholds, total=len(paths))
     return results, errors
 
 
 def predict_loaded(inference, loaded: Iterable[Loaded], *, batch_size: int = 16,
-                   thresholds: Thresholds | None = None) -> list[Prediction]:
-    """Predictions for images already in the model's input frame (files or in-memory images), in order."""
+                   thresholds: Thresholds | None = None, total: int | None = None) -> list[Prediction]:
+    """Predictions for images already in the model's input frame (files or in-memory images), in order.
+
+    A bar counts the predicted images (of `total`, when known); it starts once the first batch has been read, so a
+    file that stops the run at once (`MissingMetadata`) leaves its one error line alone on stderr."""
     thresholds = thresholds or decision_thresholds(inference)
     step = inference.predict_step()
-    results = []
+    results, bar = [], None
     for files, batch in padded_batches(loaded, batch_size):
+        bar = bar or progress(total=total, desc="predict", unit="img")
         probabilities = np.asarray(step(inference.variables, batch, metadata_batch(files, batch_size)))[:len(files)]
         for item, row in zip(files, probabilities):
             positive = tuple(f for f, p, t in zip(FINDINGS, row, thresholds.values) if p >= t)
             results.append(Prediction(item.path, row, positive, item.source_size))
+        bar.update(len(files))
+    if bar is not None:
+        bar.close()
     return results
 
 

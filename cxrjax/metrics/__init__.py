@@ -27,8 +27,10 @@ a "No Finding" image):
   (and for the W-AUCs, built on the AUCs) only when every finding whose value is defined on the full set is defined
   in it. The number of resamples used is reported with each interval.
 
-Anything undefined (a single class among the images that count) is None, null in JSON, with a warning, and means are
-over the defined values — an evaluation never crashes halfway through. Everything returned is JSON-able.
+Anything undefined (a single class among the images that count) is None, null in JSON, and means are over the defined
+values — an evaluation never crashes halfway through. `summarize` and `full_metrics` say so in one warning line naming
+the findings (`warn_undefined`); the line per finding and metric is INFO (`cxrjax --verbose`), since a small split
+would otherwise print dozens. Everything returned is JSON-able.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from cxrjax.data.findings import FINDINGS
+from cxrjax.data.progress import progress
 from cxrjax.metrics import thresholds as thresholds_lib
 
 # Resamples per vectorised block: bounds the memory of the bootstrap (block × images float64) to tens of MB.
@@ -47,7 +50,7 @@ _BOOTSTRAP_BLOCK = 100
 
 def _auc_or_none(labels: np.ndarray, scores: np.ndarray, what: str) -> float | None:
     if labels.size == 0 or labels.min() == labels.max():
-        logging.warning("%s: only one class among %d images, AUC undefined", what, labels.size)
+        logging.info("%s: only one class among %d images, AUC undefined", what, labels.size)
         return None
     return float(roc_auc_score(labels, scores))
 
@@ -108,7 +111,7 @@ def per_finding_average_precision(labels: np.ndarray, probabilities: np.ndarray)
     values = {}
     for k, finding in enumerate(FINDINGS):
         if not labels[:, k].any():
-            logging.warning("%s: no positive image, average precision undefined", finding)
+            logging.info("%s: no positive image, average precision undefined", finding)
             values[finding] = None
         else:
             values[finding] = float(average_precision_score(labels[:, k], probabilities[:, k]))
@@ -213,7 +216,8 @@ def bootstrap_samples(labels: np.ndarray, probabilities: np.ndarray, patient_ids
     patient_positives = np.zeros((counts.shape[0], len(FINDINGS)))
     np.add.at(patient_positives, image_patient, labels)
     patient_images = np.bincount(image_patient, minlength=counts.shape[0]).astype(np.float64)
-    for start in range(0, resamples, _BOOTSTRAP_BLOCK):
+    for start in progress(range(0, resamples, _BOOTSTRAP_BLOCK), total=-(-resamples // _BOOTSTRAP_BLOCK),
+                          desc=f"bootstrap: {resamples} resamples, blocks of {_BOOTSTRAP_BLOCK}", unit="block"):
         block_counts = counts[:, start:start + _BOOTSTRAP_BLOCK].astype(np.float64)
         weights = block_counts[image_patient]
         block = slice(start, start + weights.shape[1])
@@ -295,11 +299,34 @@ def bootstrap_ci(labels: np.ndarray, probabilities: np.ndarray, patient_ids, *, 
 bootstrap_auc_ci = bootstrap_ci  # the earlier name, from when only the AUCs had intervals
 
 
+_UNDEFINED_NAMES = {"auc": "AUC", "d_auc": "D-AUC", "n_auc": "N-AUC", "ap": "AP"}
+
+
+def warn_undefined(metrics: dict) -> None:
+    """One warning line naming the findings whose AUC, D-AUC, N-AUC or AP `metrics` leaves undefined (None), e.g.
+    "AUC undefined for 2 findings with a single class among these 8 images: Hernia, Mass; AP for 1: Hernia"."""
+    parts = []
+    for key, name in _UNDEFINED_NAMES.items():
+        undefined = [finding for finding, value in metrics.get(key, {}).items() if value is None]
+        if undefined:
+            parts.append(f"{name} for {len(undefined)}: {', '.join(undefined)}" if parts else
+                         f"{name} undefined for {len(undefined)} finding{'s' * (len(undefined) > 1)} with a single "
+                         f"class among these {metrics['num_images']} images: {', '.join(undefined)}")
+    if parts:
+        logging.warning("%s", "; ".join(parts))
+
+
+def _summary(labels: np.ndarray, probabilities: np.ndarray) -> dict:
+    aucs = per_finding_auc(labels, probabilities)
+    return {"auc": aucs, "mean_auc": mean_auc(aucs), "num_images": int(len(labels))}
+
+
 def summarize(labels: np.ndarray, probabilities: np.ndarray) -> dict:
     """The minimal `metrics.json` content, cheap enough for every validation: {auc: {finding: value}, mean_auc,
     num_images}."""
-    aucs = per_finding_auc(labels, probabilities)
-    return {"auc": aucs, "mean_auc": mean_auc(aucs), "num_images": int(len(labels))}
+    result = _summary(labels, probabilities)
+    warn_undefined(result)
+    return result
 
 
 def full_metrics(labels: np.ndarray, probabilities: np.ndarray, patient_ids=None, *, bootstrap: int = 1000,
@@ -314,7 +341,7 @@ def full_metrics(labels: np.ndarray, probabilities: np.ndarray, patient_ids=None
     rates}}.
     """
     labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
-    result = summarize(labels, probabilities)
+    result = _summary(labels, probabilities)
     shares = prevalence(labels)
     d_auc = disease_vs_disease_auc(labels, probabilities)
     n_auc = disease_vs_normal_auc(labels, probabilities)
@@ -329,6 +356,7 @@ def full_metrics(labels: np.ndarray, probabilities: np.ndarray, patient_ids=None
         "ap": ap, "map": _mean_or_none(ap.values()),
         "bootstrap": None,
     }
+    warn_undefined(result)
     if bootstrap and patient_ids is not None:
         if len(patient_ids) != len(labels):
             raise ValueError(f"{len(patient_ids)} patient ids for {len(labels)} images")

@@ -10,7 +10,7 @@ An AUC says how well a model ranks; a reader needs a yes/no per finding, so a th
 
 An image is called positive for a finding when its probability is ≥ the threshold (scikit-learn's convention for the
 curves' thresholds). Ties in J or F1 go to the highest threshold. A finding with a single class on validation gets
-threshold None (with a warning) and no operating point. Thresholds are plain floats in a JSON-able dict
+threshold None and no operating point (one warning line names them all). Thresholds are plain floats in a JSON-able dict
 {"youden": {finding: t}, "f1": {finding: t}}, saved with a checkpoint and read back by evaluation.
 """
 
@@ -48,14 +48,18 @@ def choose_thresholds(labels: np.ndarray, probabilities: np.ndarray) -> dict[str
     """{"youden": {finding: t}, "f1": {finding: t}} from a validation split's labels and probabilities."""
     labels, probabilities = np.asarray(labels), np.asarray(probabilities, np.float64)
     chosen = {rule: {} for rule in RULES}
+    single_class = []
     for k, finding in enumerate(FINDINGS):
         column = labels[:, k]
         if column.min() == column.max():
-            logging.warning("%s: only one class among %d validation images, no threshold", finding, len(column))
+            single_class.append(finding)
             chosen["youden"][finding] = chosen["f1"][finding] = None
             continue
         chosen["youden"][finding] = youden_threshold(column, probabilities[:, k])
         chosen["f1"][finding] = f1_threshold(column, probabilities[:, k])
+    if single_class:
+        logging.warning("no operating point for %d finding%s with a single class among %d validation images: %s",
+                        len(single_class), "s" * (len(single_class) > 1), len(labels), ", ".join(single_class))
     return chosen
 
 

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
+from cxrjax.data.progress import progress
 from cxrjax.models import create_model
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,8 @@ def _fresh_head_reason(layout: Layout, source: StateDict, num_classes: int) -> s
 def _fill_strictly(model_name: str, layout: Layout, source: StateDict, targets: dict, ignored: set[str]) -> dict:
     """Every target variable from its torch key, or `IncompatibleCheckpointError` listing all that went wrong."""
     flat, used, missing, wrong_shape = {}, set(), [], []
-    for (collection, *path), target in targets.items():
+    for (collection, *path), target in progress(targets.items(), total=len(targets), unit="tensor",
+                                                desc=f"{model_name}: converting the checkpoint's tensors"):
         key = torch_key(layout, tuple(path))
         if key not in source:
             missing.append(f"{key} (for {collection}/{'/'.join(path)} {target.shape})")

@@ -42,6 +42,7 @@ from cxrjax import losses
 from cxrjax.configs import default as default_config
 from cxrjax.data import pipeline, shard_format
 from cxrjax.data.findings import NUM_FINDINGS
+from cxrjax.data.progress import progress
 from cxrjax.data.shard_format import builder_dir
 from cxrjax.evaluation.forward import make_predict_step
 from cxrjax.models import BACKBONES, compute_dtype, create_model
@@ -325,39 +326,46 @@ def _jax_figures(name: str, dtype_name: str, options: BenchOptions, mesh) -> dic
     return figures
 
 
-def run_benchmarks(options: BenchOptions, command: str = "", log: Callable[[str], None] = print) -> dict:
-    """Every measurement `options` asks for, as one JSON-ready dict (`format_table` prints it)."""
+def run_benchmarks(options: BenchOptions, command: str = "") -> dict:
+    """Every measurement `options` asks for, as one JSON-ready dict (`format_table` prints it); a bar on stderr
+    names the measurement running and counts those done."""
     measures_models = not {"train", "eval"} <= options.skip
     rows = [{"model": name, "dtype": dtype, "batch": options.batch, "size": options.size, "torch": {}}
             for name in options.models for dtype in options.dtypes if measures_models]
-    if "train" not in options.skip:
+    torch_modes = () if "train" in options.skip else options.torch_modes
+    with progress(total=len(rows) * (1 + len(torch_modes)) + ("input" not in options.skip) +
+                  ("prepare" not in options.skip), desc="bench", unit="measurement") as bar:
         for row in rows:
-            for mode in options.torch_modes:
-                log(f"PyTorch {mode}: {row['model']} {row['dtype']}")
+            for mode in torch_modes:
+                bar.set_description_str(f"bench: PyTorch {mode} {row['model']} {row['dtype']}")
                 row["torch"][mode] = torch_reference(row["model"], options.batch, options.size, row["dtype"], mode,
                                                      options.steps, options.warmup)
-    mesh = sharding.data_mesh()
-    result = {"date": datetime.date.today().isoformat(), "command": command, "machine": machine_info(),
-              "options": dataclasses.asdict(options) | {"skip": sorted(options.skip)}, "devices": mesh.size}
-    for row in rows:
-        log(f"JAX: {row['model']} {row['dtype']}")
-        row |= _jax_figures(row["model"], row["dtype"], options, mesh)
-        if "jax_train" in row:
-            row["ratio"] = {mode: _ratio(row["jax_train"], figures) for mode, figures in row["torch"].items()}
-            row["ratio_per_cpu_s"] = {mode: _ratio(row["jax_train"], figures, "images_per_cpu_s")
-                                      for mode, figures in row["torch"].items()}
-    result["models"] = rows
-    with tempfile.TemporaryDirectory(prefix="cxrjax_bench_") as scratch:
-        if "input" not in options.skip:
-            log("input pipeline")
-            data_dir = options.data_dir or synthetic_shards(scratch, options.input_images, options.shard_size)
-            result["input_pipeline"] = time_input_pipeline(data_dir, options.shard_size, options.size, options.batch,
-                                                           options.input_batches, options.input_threads,
-                                                           options.input_workers)
-        if "prepare" not in options.skip:
-            log("prepare")
-            result["prepare"] = time_prepare(scratch, options.prepare_images, options.prepare_source_size,
-                                             options.shard_size)
+                bar.update()
+        mesh = sharding.data_mesh()
+        result = {"date": datetime.date.today().isoformat(), "command": command, "machine": machine_info(),
+                  "options": dataclasses.asdict(options) | {"skip": sorted(options.skip)}, "devices": mesh.size}
+        for row in rows:
+            bar.set_description_str(f"bench: JAX {row['model']} {row['dtype']}")
+            row |= _jax_figures(row["model"], row["dtype"], options, mesh)
+            if "jax_train" in row:
+                row["ratio"] = {mode: _ratio(row["jax_train"], figures) for mode, figures in row["torch"].items()}
+                row["ratio_per_cpu_s"] = {mode: _ratio(row["jax_train"], figures, "images_per_cpu_s")
+                                          for mode, figures in row["torch"].items()}
+            bar.update()
+        result["models"] = rows
+        with tempfile.TemporaryDirectory(prefix="cxrjax_bench_") as scratch:
+            if "input" not in options.skip:
+                bar.set_description_str("bench: input pipeline")
+                data_dir = options.data_dir or synthetic_shards(scratch, options.input_images, options.shard_size)
+                result["input_pipeline"] = time_input_pipeline(data_dir, options.shard_size, options.size,
+                                                               options.batch, options.input_batches,
+                                                               options.input_threads, options.input_workers)
+                bar.update()
+            if "prepare" not in options.skip:
+                bar.set_description_str("bench: prepare")
+                result["prepare"] = time_prepare(scratch, options.prepare_images, options.prepare_source_size,
+                                                 options.shard_size)
+                bar.update()
     return result
 
 

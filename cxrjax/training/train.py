@@ -14,6 +14,7 @@ computed with step N-1's parameters and says nothing of those that update N prod
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import math
@@ -28,13 +29,13 @@ import jax.numpy as jnp
 import ml_collections
 from jax.experimental import multihost_utils
 from sklearn import metrics as sklearn_metrics
-from tqdm import tqdm
 
 from cxrjax import losses
 from cxrjax import metrics as metrics_lib
 from cxrjax.configs import checks, default
 from cxrjax.data import class_stats, pipeline, shard_format
 from cxrjax.data.prefetch import DevicePrefetch
+from cxrjax.data.progress import note, progress
 from cxrjax.evaluation.forward import make_predict_step, predict_split
 from cxrjax.metrics import thresholds
 from cxrjax.models.preprocess import normalize
@@ -87,7 +88,8 @@ def validate(run: Run, predict_step, state, split: str = "val") -> tuple[dict, d
     """Validation AUCs and BCE (`loss`, what a plateau schedule watches) and the per-finding operating points
     chosen on them (saved with the checkpoint)."""
     records = run.records[split]
-    probabilities = predict_split(predict_step, run.variables(state), run.shards, records, run.config, run.mesh)
+    probabilities = predict_split(predict_step, run.variables(state), run.shards, records, run.config, run.mesh,
+                                  desc="validating")
     labels = run.shards.metadata.labels[records]
     summary = metrics_lib.summarize(labels, probabilities)
     summary["loss"] = float(sklearn_metrics.log_loss(labels.ravel(), probabilities.ravel(), labels=[0, 1]))
@@ -180,6 +182,21 @@ def _check_before_save(checks: tuple[jax.Array, jax.Array], guard: LossGuard, st
         raise TrainingDiverged(f"parameters are not finite after step {step}; stopped without saving them. "
                                f"{_last_good(last_good)}")
     guard.check(step, float(loss_after), last_good, after_update=True)
+
+
+# Steps dispatched and not yet seen complete. JAX dispatches a jitted step at once and computes it later, so an
+# unbounded loop runs far ahead of the device and a bar counting dispatched steps leaps ahead, then stalls where the
+# loop waits (every log step). The bar counts a step when its loss is ready; waiting only for the step before last
+# keeps the next one queued behind the running one, so the device never idles for it.
+STEPS_IN_FLIGHT = 2
+
+
+def _count_completed(bar, in_flight: collections.deque, keep: int) -> None:
+    """Advances `bar` past the steps of `in_flight` (their losses, oldest first) that have finished, waiting for the
+    oldest ones while more than `keep` remain."""
+    while in_flight and (len(in_flight) > keep or in_flight[0].is_ready()):
+        in_flight.popleft().block_until_ready()
+        bar.update()
 
 
 def _plateau_extra(decay: plateau.PlateauDecay | None) -> dict:
@@ -289,26 +306,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     result = {"step": start, "val_mean_auc": None, "stopped_early": False}
     pending: list[tuple[int, dict]] = []
     guard = LossGuard(config.divergence_factor)
-    progress = tqdm(total=run.total_steps, initial=start, unit="step", disable=jax.process_index() != 0,
-                    desc="training")
+    in_flight: collections.deque = collections.deque()
+    main_process = jax.process_index() == 0
+    bar = progress(total=run.total_steps, initial=start, unit="step", disable=not main_process, desc="training")
     try:
         for step in range(start + 1, run.total_steps + 1):
             batch = next(train_iter)
             state, step_metrics = jitted_step(state, batch)
             pending.append((step, step_metrics))
-            progress.update()
+            in_flight.append(step_metrics["loss"])
+            _count_completed(bar, in_flight, STEPS_IN_FLIGHT)
             end_of_epoch = step % run.steps_per_epoch == 0
             stop = stop_requested(step)
             if step % config.log_every_steps == 0 or end_of_epoch or stop:
                 fetched = _check_finite(pending, guard, mngr.latest_step())
                 pending = []
+                _count_completed(bar, in_flight, 0)  # all done: their metrics were fetched
                 last = {name: float(value) for name, value in fetched[-1][1].items()}
                 learning_rate = float(run.schedule(step - 1)) * (decay.scale if decay else 1.0)
                 log.write(step, last | {"learning_rate": learning_rate})
-                progress.set_postfix(loss=f"{last['loss']:.4f}")
+                bar.set_postfix(loss=f"{last['loss']:.4f}", refresh=False)
             if end_of_epoch or stop:  # the parameters about to be validated and saved
                 _check_before_save(jitted_checks(state, batch), guard, step, mngr.latest_step())
             if end_of_epoch:
+                bar.refresh()  # in a log: where training stands when validation starts
                 val, operating_points = validate(run, predict_step, state)
                 result["val_mean_auc"] = val["mean_auc"]
                 log.write(step, {"val_mean_auc": val["mean_auc"], "val_loss": val["loss"],
@@ -319,14 +340,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 best = checkpoint.selection_metrics(config.select_best_by, val)
                 checkpoint.save(mngr, step, state, train_iter, config.to_dict(), metrics=best,
                                 extra={"thresholds": operating_points, **_plateau_extra(decay)})
+                if main_process:
+                    mean_auc = "undefined" if val["mean_auc"] is None else f"{val['mean_auc']:.4f}"
+                    note(f"epoch {step // run.steps_per_epoch}: validation mean AUC {mean_auc}, loss "
+                         f"{val['loss']:.4f}; checkpoint of step {step} saved in {workdir}")
             elif stop:
                 checkpoint.save(mngr, step, state, train_iter, config.to_dict(), extra=_plateau_extra(decay))
+                if main_process:
+                    note(f"checkpoint of step {step} saved in {workdir}")
             result["step"] = step
             if stop:
                 result["stopped_early"] = True
                 break
     finally:
-        progress.close()
+        bar.close()
         log.close()
         mngr.close()
     return result
