@@ -635,8 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ImportError, ValueError, RuntimeError) as error:
         print(f"cxrjax {command}: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # a second Ctrl-C during training, or one anywhere else: no traceback
-        print(f"cxrjax {command}: interrupted; nothing saved since the last checkpoint", file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C outside training (training handles its own, `train.StopOnSignal`)
+        print(f"cxrjax {command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -223,7 +223,8 @@ def predict_loaded(inference, loaded: Iterable[Loaded], *, batch_size: int = 16,
     step = inference.predict_step()
     results, bar = [], None
     for files, batch in padded_batches(loaded, batch_size):
-        bar = bar or progress(total=total, desc="predict", unit="img")
+        if bar is None:  # not `bar or ...`: a tqdm without a total has no truth value
+            bar = progress(total=total, desc="predict", unit="img")
         probabilities = np.asarray(step(inference.variables, batch, metadata_batch(files, batch_size)))[:len(files)]
         for item, row in zip(files, probabilities):
             positive = tuple(f for f, p, t in zip(FINDINGS, row, thresholds.values) if p >= t)

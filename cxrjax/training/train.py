@@ -96,9 +96,13 @@ def validate(run: Run, predict_step, state, split: str = "val") -> tuple[dict, d
     return summary, thresholds.choose_thresholds(labels, probabilities)
 
 
+ABORTED = 130  # 128 + SIGINT
+
+
 class StopOnSignal:
     """Turns SIGTERM (preemption, `kill`, `scancel`) and a first Ctrl-C (SIGINT) into a stop the training loop polls
-    after every step, so it can save and exit cleanly; a second Ctrl-C aborts at once (KeyboardInterrupt).
+    after every step, so it can save and exit cleanly; a second Ctrl-C aborts the process at once (exit status
+    `ABORTED`, as a shell reports a process killed by SIGINT).
 
     One process: a Python handler sets a flag. Several processes: each sees the signal at its own step (or only some
     of them see it), but a checkpoint needs every process at the same step. JAX's preemption service, started by
@@ -118,8 +122,10 @@ class StopOnSignal:
 
     def _handle(self, signum, _frame):
         if signum == signal.SIGINT:
-            if self.requested:
-                raise KeyboardInterrupt
+            if self.requested:  # at once: no clean-up, whose exit handlers (TensorBoard's writer) may hang or fail
+                print("interrupted by a second Ctrl-C; nothing saved since the last checkpoint", file=sys.stderr,
+                      flush=True)
+                os._exit(ABORTED)
             print("Ctrl-C: saving after this step and stopping (Ctrl-C again aborts without saving)", file=sys.stderr)
             if self.several_processes:
                 self.requested = True
