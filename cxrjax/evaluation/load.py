@@ -74,7 +74,7 @@ def load_weights(path: str, *, mesh=None) -> TrainedRun:
     zero-shot prediction and evaluation: the base config with the model, input scaling and resolution the file
     describes (`data.size` = `data.crop` = its resolution: the whole image, as it was trained), and the file's
     operating points as the thresholds of its source's rule."""
-    source = weights.load_source(path)
+    variables, source = weights.load_weights_file(path)
     if not source:
         raise ValueError(f"{path} describes no trained chest X-ray model (an ImageNet import has no findings' "
                          f"outputs to predict with): train from it with --config.model.pretrained={path}, or import "
@@ -82,7 +82,6 @@ def load_weights(path: str, *, mesh=None) -> TrainedRun:
     config = default.get_config()
     config.model.name, config.model.input = source["backbone"], source["input"]
     config.data.size = config.data.crop = source["resolution"]
-    variables = weights.load_variables(path)
     if mesh is not None:
         variables = sharding.replicate(variables, mesh)
     return TrainedRun(config, models.model_from_config(config.model), variables, models.compute_dtype("float32"), 0,
