@@ -1,6 +1,15 @@
 """Ma, Wang, Hoi 2019 — CAN (cross-attention network; documented interpretation).
 
-Paper: unverified (the paper's tables are not available here). Ours: not yet run on the real release (see experiments/README.md).
+Sources searched (last on 2026-12-02): the abstract (arXiv 2007.10859) and the introduction of the MICCAI 2019 chapter
+(LNCS 11769, pp. 730-738, doi 10.1007/978-3-030-32226-7_81). They name the loss terms and their purpose: "an
+attention loss that could facilitate the model to learn better representations and a multi-label balance loss to
+reduce imbalance between positive and negative classes within each disease" and to down-weight easy samples, beside
+cross-entropy; the formulas, backbones, weights and tables are in the paper's method and results sections, which no
+source here holds. So both losses stay interpretations (`cxrjax.losses.can_attention`, `can_balance`), and so does
+every value below marked ASSUMED.
+
+Paper: unverified (the paper's tables are not available here). Ours: not yet run on the real release (see
+experiments/README.md).
 
     cxrjax import-weights densenet121-imagenet.pth --model densenet121 --out weights/densenet121.msgpack
     cxrjax train --config experiments/ma2019_can.py --workdir runs/ma2019_can \

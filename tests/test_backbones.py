@@ -19,12 +19,16 @@ torch.set_num_threads(1)
 from cxrjax.models.weights import from_torch  # noqa: E402  (after the torch skip: these tests need the references)
 
 FEATURES = {
-    "resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048,
+    "resnet18": 512, "resnet34": 512, "resnet38": 2048, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048,
     "densenet121": 1024, "densenet161": 2208, "densenet169": 1664, "densenet201": 1920,
     "vgg16": 512, "vgg16_bn": 512, "vgg19": 512, "vgg19_bn": 512,
     "swin_tiny": 768, "swin_small": 768, "swin_base": 1024, "swin_base_384": 1024,
 }
 TIMM_NAMES = {"swin_tiny": "swin_tiny_patch4_window7_224"}
+# Backbones torchvision has no constructor of, built from its classes: Baltruschat's ResNet-38 (our reading,
+# `resnet.ResNet38`) is torchvision's ResNet with bottleneck blocks (2, 3, 5, 2).
+TORCHVISION_BUILDERS = {"resnet38": lambda: torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck,
+                                                                             [2, 3, 5, 2])}
 
 
 def torch_reference(name: str, img_size: tuple[int, int] | None = None):
@@ -43,7 +47,7 @@ def torch_reference(name: str, img_size: tuple[int, int] | None = None):
         timm = pytest.importorskip("timm")
         model = timm.create_model(TIMM_NAMES[name], **({"img_size": img_size} if img_size else {}))
     else:
-        model = getattr(torchvision.models, name)()
+        model = (TORCHVISION_BUILDERS[name] if name in TORCHVISION_BUILDERS else getattr(torchvision.models, name))()
     if name.startswith("vgg"):
         model.gap_fc = torch.nn.Linear(512, 1000)  # every VGG ends with 512 channels
     generator = torch.Generator().manual_seed(1)
@@ -113,7 +117,8 @@ def imported(name: str):
     return reference, create_model(name, 1000), variables
 
 
-PARITY = [("resnet18", (224, 224)), ("resnet18", (256, 256)), ("resnet50", (224, 224)), ("resnet50", (256, 256)),
+PARITY = [("resnet18", (224, 224)), ("resnet18", (256, 256)), ("resnet38", (224, 224)), ("resnet50", (224, 224)),
+          ("resnet50", (256, 256)),
           ("densenet121", (224, 224)), ("densenet121", (256, 256)), ("vgg16_bn", (224, 224)), ("vgg16_bn", (256, 256)),
           ("swin_tiny", (224, 224)), ("swin_tiny", (448, 224))]
 
@@ -138,6 +143,18 @@ def test_imported_model_matches_reference_in_eval_mode(name, size):
     assert logits.dtype == jnp.float32 and logits.shape == (2, 1000)
     assert 0.5 < expected.std() < 2  # unit-scale logits (see torch_reference): the bound is absolute
     assert error < 1e-4
+
+
+def test_resnet38_has_38_weighted_layers_as_resnet50_has_50():
+    """ResNet-38's depth counts as He et al. count ResNet-50's: the stem, every block's convolutions and the
+    classifier, not the projection shortcuts."""
+    def weighted_layers(name):
+        params = jax.eval_shape(create_model(name, 14).init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)))["params"]
+        paths = jax.tree_util.tree_flatten_with_path(params)[0]
+        return sum(1 for path, _ in paths
+                   if path[-1].key == "kernel" and "downsample" not in jax.tree_util.keystr(path))
+
+    assert (weighted_layers("resnet38"), weighted_layers("resnet50"), weighted_layers("resnet101")) == (38, 50, 101)
 
 
 def test_vgg_backbone_is_torchvision_features():

@@ -58,7 +58,7 @@ def test_a_packaged_config_name_resolves_to_the_shipped_file():
     missing = _cxrjax("train", "--config", "cxrjax:experiments/ge2018_r19.py", "--workdir", "unused")
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and missing.stderr.startswith(
         "cxrjax train: error: no config experiments/ge2018_r19.py in the installed package; its paper configs are "
-        "cxrjax:experiments/X.py for X in baltruschat2019_resnet50, ")
+        "cxrjax:experiments/X.py for X in baltruschat2019_resnet101, ")
     assert " ge2018_r18, " in missing.stderr and "__init__" not in missing.stderr
 
 

@@ -199,8 +199,11 @@ def test_unknown_config_argument_is_refused():
 
 @pytest.mark.parametrize("name, variant", VARIANT_CASES)
 def test_imagenet_rows_require_pretrained_weights(name, variant):
-    """Every paper row starts from ImageNet but Baltruschat's from-scratch one; `:scratch` and `:smoke` opt out."""
-    assert load_config(name, variant).model.require_pretrained == ("scratch" not in variant.split(","))
+    """Every paper row starts from ImageNet but Baltruschat's from-scratch ones (`:scratch`, and the depth study's
+    rows, X-ray-specific by default); `:scratch` and `:smoke` opt out."""
+    from_scratch = ("scratch" in variant.split(",")
+                    or getattr(load_module(name), "DEFAULT_INITIALISATION", "imagenet") == "scratch")
+    assert load_config(name, variant).model.require_pretrained == (not from_scratch)
     initialisations = getattr(load_module(name), "INITIALISATIONS", ())  # Baltruschat's: `scratch` is one of them
     others = ",".join(a for a in variant.split(",") if a not in initialisations)
     assert not load_config(name, join(others, "scratch")).model.require_pretrained
@@ -341,6 +344,23 @@ def test_wang_and_chexnet_rows_are_their_papers_experiments():
                                                                                                  True)
     assert chexnet.select_best_by == "val_loss" and chexnet.data.rotation == 0
     assert load_config("chexnet", "official").data.protocol == "official"
+
+
+@pytest.mark.parametrize("name, argument, backbone", [("baltruschat2019_resnet50", "scratch,large,meta", "resnet50"),
+                                                      ("baltruschat2019_resnet38", "", "resnet38"),
+                                                      ("baltruschat2019_resnet101", "", "resnet101")])
+def test_baltruschat_best_rows_are_x_ray_specific_high_resolution_with_non_image_data(name, argument, backbone):
+    """The preprint's best (ResNet-50) and the journal's (ResNet-38) and its depth study's ResNet-101: from random
+    weights, 448² crops of 512² shards, age, sex and view fused, the weighted BCE, five re-samplings."""
+    config = load_config(name, argument)
+    assert (config.model.name, config.model.architecture, config.model.require_pretrained, config.model.frozen) == (
+        backbone, "fusion", False, ())
+    assert (config.data.size, config.data.crop, config.data.protocol, config.data.num_folds) == (512, 448,
+                                                                                                 "resample", 5)
+    assert config.losses.to_dict() == {"logits": {"loss": "weighted_bce", "weight": 1.0, "kwargs": {"mode": "batch"}}}
+    assert load_config(name, "official").data.protocol == "official"
+    with pytest.raises(ValueError, match="unknown config argument"):
+        load_config("baltruschat2019_resnet38", "finetuned")  # no ImageNet ResNet-38 to fine-tune
 
 
 def test_baltruschat_protocol_is_stated_and_chosen():

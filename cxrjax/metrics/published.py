@@ -138,10 +138,13 @@ CAPSTONE_LOSS_ABLATION = tuple(
     ))
 
 _BALTRUSCHAT = "Baltruschat et al. 2019 (Sci Rep 9:6381), as quoted by a secondary source; table not checked"
+# The source quotes the "best model" only; the journal's abstract names its best as the X-ray-specific ResNet-38 with
+# non-image data (experiments/baltruschat2019_resnet38.py). No other row's number is at hand.
+_BALTRUSCHAT_BEST = "Baltruschat et al. 2019, best model (X-ray-specific ResNet-38 + non-image data)"
 BALTRUSCHAT_2019 = (
-    Published("Baltruschat et al. 2019, best model", _BALTRUSCHAT, RANDOM, labels=LABELS_2017, auc=0.822,
+    Published(_BALTRUSCHAT_BEST, _BALTRUSCHAT, RANDOM, labels=LABELS_2017, auc=0.822,
               note="approximate and unverified; 5-fold patient-level re-sampling"),
-    Published("Baltruschat et al. 2019, best model", _BALTRUSCHAT, OFFICIAL, labels=LABELS_2017, auc=0.806,
+    Published(_BALTRUSCHAT_BEST, _BALTRUSCHAT, OFFICIAL, labels=LABELS_2017, auc=0.806,
               note="approximate and unverified"),
 )
 

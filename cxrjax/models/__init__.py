@@ -52,6 +52,7 @@ from cxrjax.models.multistream import FMSML, CrossAttentionNetwork, tie_streams
 BACKBONES = {
     "resnet18": resnet.ResNet18,
     "resnet34": resnet.ResNet34,
+    "resnet38": resnet.ResNet38,
     "resnet50": resnet.ResNet50,
     "resnet101": resnet.ResNet101,
     "resnet152": resnet.ResNet152,

@@ -78,6 +78,11 @@ class ResNet(nn.Module):
         return x
 
 
+# READING of Baltruschat et al. 2019's (Sci Rep 9:6381) ResNet-38, whose layout is not in the available text: He et
+# al.'s bottleneck design at 38 weighted layers (the stem, 3 per block, the classifier: 2 + 3 x 12), ResNet-50's
+# (3, 4, 6, 3) blocks per stage scaled by 12/16 and rounded to 12 in all. Not Wu et al.'s wide "ResNet-38" (2016), a
+# different network; no ImageNet weights exist for it, so it trains from scratch.
+ResNet38 = functools.partial(ResNet, stage_sizes=(2, 3, 5, 2), block_cls=Bottleneck)
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2), block_cls=BasicBlock)
 ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=BasicBlock)
 ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block_cls=Bottleneck)
