@@ -40,14 +40,17 @@ def test_bad_rows_are_rejected_with_reasons(tmp_path):
         "b.png,Cancer,0,2,40,M,PA\r\n"
         "c.png,No Finding,0,3,abc,M,PA\r\n"
         "d.png,No Finding,0,4,011M,X,PA\r\n"
-        "a.png,Mass,0,1,58,F,AP\r\n")
+        "a.png,Mass|Nodule,0,1,58,F,AP\r\n"
+        "e.png,No Finding,0,5,30,M,PA\r\n"
+        "e.png,Mass,0,5,30,M,PA\r\n")
     entries, rejected = nih.read_data_entry(path)
-    assert [e.image_index for e in entries] == ["a.png"]
+    assert [e.image_index for e in entries] == ["a.png"]  # its second row says the same: one entry
     assert entries[0].findings == ("Mass", "Nodule") and entries[0].age == 58.0
     reasons = dict(rejected)
-    assert set(reasons) == {"b.png", "c.png", "d.png", "a.png"}
+    assert set(reasons) == {"b.png", "c.png", "d.png", "a.png", "e.png"}
     assert "Cancer" in reasons["b.png"] and "age" in reasons["c.png"] and "sex" in reasons["d.png"]
-    assert "duplicate" in reasons["a.png"]
+    assert reasons["a.png"] == nih.DUPLICATE_ROW
+    assert reasons["e.png"] == f"{nih.CONFLICTING_ROWS} (lines 7, 8)"  # rows that disagree: no entry
 
 
 def test_age_units():

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -267,3 +268,55 @@ def test_a_workdir_that_does_not_exist_is_one_line_and_not_created(command, tmp_
     result = _cli(*command, "--workdir", str(workdir))
     _assert_one_line_error(result, f"no run directory {workdir}")
     assert not workdir.exists()
+
+
+def _wait_for(process: subprocess.Popen, ready, what: str) -> None:
+    deadline = time.time() + 240
+    while not ready():
+        assert process.poll() is None, (what, process.communicate())
+        assert time.time() < deadline, what
+        time.sleep(0.05)
+
+
+def test_kill_9_at_seeded_points_then_resume_gives_the_uninterrupted_predictions(uninterrupted, prepared_shards,
+                                                                                  tmp_path):
+    """SIGKILL (nothing saved on the way out) at seeded points: after the k-th metrics line, or as soon as a new
+    checkpoint folder appears (a save under way); each resume continues from the newest intact step, and the last
+    one's predictions and metrics.jsonl are the uninterrupted run's (each step once)."""
+    rng = np.random.default_rng(7)
+    workdir = tmp_path / "run"
+    log = workdir / "metrics.jsonl"
+
+    def lines() -> int:
+        return len(log.read_text().splitlines()) if log.exists() else 0
+
+    def checkpoints() -> set:
+        return set(os.listdir(workdir / "checkpoints")) if (workdir / "checkpoints").exists() else set()
+
+    for kill_point in ("metrics line", "checkpoint save"):
+        before, lines_before = checkpoints(), lines()
+        process = _training_child(tmp_path, prepared_shards[0], workdir)
+        if kill_point == "metrics line":
+            _wait_for(process, lambda: lines() >= lines_before + int(rng.integers(1, 4)), kill_point)
+        else:
+            _wait_for(process, lambda: checkpoints() - before, kill_point)
+        process.kill()
+        process.communicate(timeout=60)
+    result = train.train_and_evaluate(_config(prepared_shards[0]), str(workdir))
+    assert result["step"] == STEPS_PER_EPOCH * EPOCHS and not result["stopped_early"]
+    def steps(path) -> list[int]:
+        return [json.loads(line)["step"] for line in path.read_text().splitlines()]
+
+    assert steps(log) == steps(Path(uninterrupted[0]) / "metrics.jsonl")
+    assert _predictions(str(workdir)) == uninterrupted[1]
+
+
+def test_a_resumed_log_keeps_the_steps_up_to_the_checkpoint_and_drops_a_cut_line(tmp_path):
+    from cxrjax.training import run_log
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 1}\n{"step": 2, "loss": 2}\n{"step": 2, "val_loss": 3}\n'
+                    '{"step": 3, "loss": 4}\n{"step": 4, "lo')
+    run_log.keep_steps_to(str(path), 2)
+    assert path.read_text() == '{"step": 1, "loss": 1}\n{"step": 2, "loss": 2}\n{"step": 2, "val_loss": 3}\n'
+    assert not (tmp_path / "metrics.jsonl.tmp").exists()

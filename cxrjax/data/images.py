@@ -21,9 +21,12 @@ function's minimum, an unknown function), min-max over the image. MONOCHROME1 (b
 so the two photometric encodings of one image give the same pixels. A rescale or window that leaves a pixel NaN or
 infinite is refused rather than drawn black, and so are multi-frame and colour files rather than guessed at.
 
-A file is taken for DICOM when its name ends in .dcm / .dicom or it has the "DICM" marker after the preamble;
-anything else goes to PIL. Every way a file can fail to be read raises `UnreadableImage`, with a one-line message
-that names the file.
+A file is decoded by what it holds, not by its name (files are renamed, and PACS exports name everything .dcm or
+nothing at all): a PNG or JPEG signature goes to PIL, the "DICM" marker after the 128-byte preamble to pydicom. A
+file with neither is DICOM when it starts like a DICOM data set written without the preamble (a little-endian tag of
+group 0002 or 0008, which pydicom's force=True reads) or when its name says .dcm / .dicom; anything else goes to PIL,
+which knows its other formats by their content too. Every way a file can fail to be read raises `UnreadableImage`,
+with a one-line message that names the file.
 """
 
 from __future__ import annotations
@@ -42,11 +45,20 @@ class UnreadableImage(ValueError):
     """A file that cannot be read as a grayscale radiograph; the message is one line that names the file."""
 
 
+PICTURE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG (start of image + a marker)
+DICOM_MARKER_OFFSET = 128  # "DICM" follows the preamble in a DICOM Part 10 file
+RAW_DICOM_GROUPS = (b"\x02\x00", b"\x08\x00")  # the first tag's group, little-endian, of a data set without preamble
+
+
 def _is_dicom(path: str) -> bool:
-    if path.lower().endswith(DICOM_SUFFIXES):
-        return True
+    """Whether the file holds DICOM, by its first bytes; by its name only when they say nothing."""
     with open(path, "rb") as f:
-        return f.read(132)[128:] == b"DICM"
+        head = f.read(DICOM_MARKER_OFFSET + 4)
+    if head.startswith(PICTURE_SIGNATURES):
+        return False
+    if head[DICOM_MARKER_OFFSET:] == b"DICM" or head[:2] in RAW_DICOM_GROUPS:
+        return True
+    return path.lower().endswith(DICOM_SUFFIXES)
 
 
 def _min_max(values: np.ndarray) -> np.ndarray:

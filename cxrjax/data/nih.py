@@ -3,16 +3,27 @@
 The 2017 CSV differs from v2020 in ways that break naive parsers (CRLF line ends, a trailing comma, zero-padded ids,
 ages like ``058Y``/``011M``/``005D``); both are read here into the same `Entry`. A row that cannot be read is not
 fatal: it is returned as a rejection with its reason, so that the caller can name it in a report.
+
+An image listed twice is resolved here once for every caller: rows that say the same thing are one entry (the later
+rows rejected as `DUPLICATE_ROW`: nothing is lost, and a report still shows the file was not clean); rows that
+disagree leave the image out of the entries altogether and reject it as `CONFLICTING_ROWS`, since keeping either
+row would be a silent choice of labels. `score` refuses such a file; `prepare` reports the image.
+
+Every text file is read as UTF-8 with an optional byte-order mark (`utf-8-sig`): a CSV saved by Excel starts with
+one, and it would otherwise become part of the first column's name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gzip
 import io
 import os
 import re
+import zlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -23,6 +34,8 @@ SEXES = ("M", "F")
 VIEWS = ("PA", "AP")
 _AGE = re.compile(r"^(\d+)([YMWD]?)$")  # the 2017 CSV's ages are DICOM age strings (AS): days, weeks, months, years
 _AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / 365.0, "D": 1.0 / 365.0}
+DUPLICATE_ROW = "duplicate CSV row"  # the same as an earlier row of its image: collapsed into that entry
+CONFLICTING_ROWS = "conflicting duplicate CSV rows"  # rows of one image that disagree: the image is left out
 # The box list spells one finding differently from the Data_Entry CSVs.
 _BOX_SPELLING = {"Infiltrate": "Infiltration"}
 
@@ -54,12 +67,24 @@ class Box:
     h: float
 
 
-def open_text(path: str | os.PathLike) -> io.TextIOBase:
-    """Opens a text file, gunzipping `.gz`; newline='' lets csv handle CRLF files."""
+@contextlib.contextmanager
+def open_text(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
+    """Opens a text file, gunzipping `.gz`; newline='' lets csv handle CRLF files, utf-8-sig drops a leading BOM.
+
+    Bytes that are not UTF-8 text, or a damaged `.gz`, surface while the file is read; they are raised here as one
+    ValueError naming the file, rather than as the codec's or gzip's message that names none."""
     path = os.fspath(path)
     if path.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        f = io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    else:
+        f = open(path, encoding="utf-8-sig", newline="")
+    try:
+        with f:
+            yield f
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text (byte {error.start}: {error.reason})") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(f"{path}: damaged gzip file ({error})") from None
 
 
 def find_release_file(release_dir: str | os.PathLike, name: str) -> str:
@@ -117,17 +142,19 @@ def _parse_entry(row: dict[str, str]) -> Entry:
 def read_data_entry(path: str | os.PathLike) -> tuple[list[Entry], list[tuple[str, str]]]:
     """Reads a Data_Entry CSV (either version, optionally gzipped).
 
-    Returns the entries and the rejected rows as (image index or line number, reason).
+    Returns the entries and the rejected rows as (image index or line number, reason); an image whose rows conflict
+    is one rejection, `CONFLICTING_ROWS` and the lines, and no entry.
     """
     required = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
                 "View Position")
-    entries, rejected = [], []
+    rejected = []
+    first_of: dict[str, tuple[int, Entry]] = {}  # image → its first readable row's line and entry
+    conflicts: dict[str, list[int]] = {}  # image → the lines of its rows, when they disagree
     with open_text(path) as f:
         reader = csv.DictReader(f)
         missing = [name for name in required if name not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: not a Data_Entry CSV, missing columns {missing}")
-        seen = set()
         for line, row in enumerate(reader, start=2):
             name = (row.get("Image Index") or "").strip() or f"line {line}"
             try:
@@ -135,12 +162,21 @@ def read_data_entry(path: str | os.PathLike) -> tuple[list[Entry], list[tuple[st
             except (ValueError, KeyError, TypeError, AttributeError) as error:
                 rejected.append((name, f"bad CSV row: {error}"))
                 continue
-            if entry.image_index in seen:
-                rejected.append((name, "duplicate CSV row"))
-                continue
-            seen.add(entry.image_index)
-            entries.append(entry)
+            if entry.image_index not in first_of:
+                first_of[entry.image_index] = (line, entry)
+            elif entry == first_of[entry.image_index][1] and entry.image_index not in conflicts:
+                rejected.append((name, DUPLICATE_ROW))
+            else:
+                conflicts.setdefault(entry.image_index, [first_of[entry.image_index][0]]).append(line)
+    for name, lines in conflicts.items():
+        rejected.append((name, f"{CONFLICTING_ROWS} (lines {', '.join(map(str, lines))})"))
+    entries = [entry for name, (_, entry) in first_of.items() if name not in conflicts]
     return entries, rejected
+
+
+def conflicting_images(rejected: list[tuple[str, str]]) -> list[str]:
+    """The images of `read_data_entry`'s rejections whose rows conflict."""
+    return [name for name, reason in rejected if reason.startswith(CONFLICTING_ROWS)]
 
 
 def read_image_list(path: str | os.PathLike) -> list[str]:
@@ -154,11 +190,16 @@ def read_boxes(path: str | os.PathLike) -> list[Box]:
     boxes = []
     with open_text(path) as f:
         reader = csv.reader(f)
-        next(reader)  # header: Image Index,Finding Label,Bbox [x,y,w,h],,,
-        for row in reader:
+        header = next(reader, None)  # Image Index,Finding Label,Bbox [x,y,w,h],,,
+        if not header or header[0].strip() != "Image Index":
+            raise ValueError(f"{path}: not a box list (no 'Image Index' header)")
+        for line, row in enumerate(reader, start=2):
             if not row or not row[0].strip():
                 continue
-            finding = _BOX_SPELLING.get(row[1].strip(), row[1].strip())
-            x, y, w, h = (float(v) for v in row[2:6])
+            try:
+                finding = _BOX_SPELLING.get(row[1].strip(), row[1].strip())
+                x, y, w, h = (float(v) for v in row[2:6])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path} line {line}: expected Image Index, Finding Label, x, y, w, h") from None
             boxes.append(Box(row[0].strip(), finding, x, y, w, h))
     return boxes

@@ -71,7 +71,7 @@ def read_expert_labels(path: str, split: str = "test") -> ExpertLabels:
         raise ValueError(f"unknown expert split {split!r}; choose one of {', '.join(SPLITS)}")
     with nih.open_text(path) as f:
         reader = csv.reader(f)
-        header = [name.lstrip("\ufeff").strip() for name in next(reader, [])]
+        header = [name.strip() for name in next(reader, [])]
         needed = ("Image Index", "Patient ID", "Set Id", *EXPERT_FINDINGS)
         missing = [name for name in needed if name not in header]
         if missing:
@@ -81,15 +81,20 @@ def read_expert_labels(path: str, split: str = "test") -> ExpertLabels:
         for line, row in enumerate(reader, start=2):
             if not row:
                 continue
+            if len(row) < len(header):
+                raise ValueError(f"{path} line {line}: {len(row)} fields where the header has {len(header)}")
             if split != "all" and row[column["Set Id"]].strip() != split:
                 continue
             answers = [row[column[finding]].strip().upper() for finding in EXPERT_FINDINGS]
             if any(answer not in _ANSWERS for answer in answers):
                 raise ValueError(f"{path} line {line}: expected YES or NO for {', '.join(EXPERT_FINDINGS)}, "
                                  f"found {', '.join(answers)}")
+            patient = row[column["Patient ID"]].strip()
+            if not patient.isdigit():
+                raise ValueError(f"{path} line {line}: Patient ID {patient!r} is not a number")
             names.append(row[column["Image Index"]].strip())
             labels.append([_ANSWERS[answer] for answer in answers])
-            patients.append(int(row[column["Patient ID"]]))
+            patients.append(int(patient))
     repeated = sorted(name for name, count in collections.Counter(names).items() if count > 1)
     if repeated:
         raise ValueError(f"{path}: images listed more than once: {', '.join(repeated[:3])}")

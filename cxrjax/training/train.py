@@ -307,8 +307,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     predict_step = make_predict_step(run.model, run.dtype, config.model.predict_head,
                                      input_scaling=config.model.input)
 
-    log = RunLog(workdir)
     start = int(state.step)
+    log = RunLog(workdir, start)
     result = {"step": start, "val_mean_auc": None, "stopped_early": False}
     pending: list[tuple[int, dict]] = []
     guard = LossGuard(config.divergence_factor)
