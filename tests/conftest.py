@@ -28,6 +28,17 @@ def shared_data(*parts: str) -> str:
     return path
 
 
+def torchvision_model(name: str):
+    """torchvision's model of backbone `name`, built by its constructor or, for the backbones torchvision has no
+    constructor of, from its classes: Baltruschat's ResNet-38 (our reading, `resnet.ResNet38`) is torchvision's
+    ResNet with bottleneck blocks (2, 3, 5, 2). Shared by the parity and the weight-import tests, so both see the same
+    reference."""
+    models = pytest.importorskip("torchvision").models
+    if name == "resnet38":
+        return models.resnet.ResNet(models.resnet.Bottleneck, [2, 3, 5, 2])
+    return getattr(models, name)()
+
+
 class TraceCounter:
     """`with TraceCounter() as traces:` counts JAX traces by function name (JAX records one event per trace of a
     jitted function): the trace-counting tests of training and evaluation."""

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import torchvision_model
 from cxrjax.models import BACKBONES, create_model, densenet, swin
 
 torch = pytest.importorskip("torch")
@@ -25,10 +26,6 @@ FEATURES = {
     "swin_tiny": 768, "swin_small": 768, "swin_base": 1024, "swin_base_384": 1024,
 }
 TIMM_NAMES = {"swin_tiny": "swin_tiny_patch4_window7_224"}
-# Backbones torchvision has no constructor of, built from its classes: Baltruschat's ResNet-38 (our reading,
-# `resnet.ResNet38`) is torchvision's ResNet with bottleneck blocks (2, 3, 5, 2).
-TORCHVISION_BUILDERS = {"resnet38": lambda: torchvision.models.resnet.ResNet(torchvision.models.resnet.Bottleneck,
-                                                                             [2, 3, 5, 2])}
 
 
 def torch_reference(name: str, img_size: tuple[int, int] | None = None):
@@ -47,7 +44,7 @@ def torch_reference(name: str, img_size: tuple[int, int] | None = None):
         timm = pytest.importorskip("timm")
         model = timm.create_model(TIMM_NAMES[name], **({"img_size": img_size} if img_size else {}))
     else:
-        model = (TORCHVISION_BUILDERS[name] if name in TORCHVISION_BUILDERS else getattr(torchvision.models, name))()
+        model = torchvision_model(name)
     if name.startswith("vgg"):
         model.gap_fc = torch.nn.Linear(512, 1000)  # every VGG ends with 512 channels
     generator = torch.Generator().manual_seed(1)

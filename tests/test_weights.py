@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import torchvision_model
 from cxrjax.models import BACKBONES, create_model, weights
 from cxrjax.models.preprocess import normalize
 
@@ -36,7 +37,7 @@ def reference(torch, name: str, device: str = "cpu"):
     with torch.device(device):
         if name in TIMM_NAMES:
             return pytest.importorskip("timm").create_model(TIMM_NAMES[name]).eval()
-        return getattr(pytest.importorskip("torchvision").models, name)().eval()
+        return torchvision_model(name).eval()
 
 
 def numpy_state(model) -> dict[str, np.ndarray]:
