@@ -23,7 +23,7 @@ import shutil
 
 import tensorflow_datasets as tfds
 
-from cxrjax.data import nih, shard_format
+from cxrjax.data import atomic, nih, shard_format
 from cxrjax.data.shard_format import MANIFEST, MANIFEST_COLUMNS, builder_dir
 from data_pipelines.chestxray14 import (
     Chestxray14,
@@ -131,9 +131,8 @@ def _report_json(report: PrepareReport, size: int, labels: str, shards: str | No
 
 
 def _write_json(path: str, content: dict) -> None:
-    with open(path + ".tmp", "w") as f:
+    with atomic.written_whole(path) as f:
         json.dump(content, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 class _CustomConfigIsInfo(logging.Filter):
@@ -165,8 +164,7 @@ def _quiet_tfds():
 
 
 def _write_manifest(path: str, rows: list[dict]) -> None:
-    with open(path + ".tmp", "w", newline="") as f:
+    with atomic.written_whole(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(path + ".tmp", path)

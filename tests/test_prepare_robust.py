@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image, PngImagePlugin
 
 from cxrjax import cli
-from cxrjax.data import images, shard_format
+from cxrjax.data import atomic, images, shard_format
 from data_pipelines import synthetic
 from data_pipelines.prepare import prepare
 
@@ -58,7 +58,7 @@ KILL_POINTS = {
 CHILD = """
 import os, signal, sys
 from cxrjax import cli
-from cxrjax.data import images, shard_format
+from cxrjax.data import atomic, images, shard_format
 from data_pipelines import chestxray14
 import data_pipelines.prepare as prepare_module
 def kill():
@@ -117,6 +117,20 @@ def test_a_prepare_killed_at_any_point_is_redone_to_the_same_records(small_relea
     assert shard_format.open_shards(target).metadata.image_index.size == 24
     assert cli.main(["prepare", "--source", release, "--data-dir", data_dir, "--size", "32"]) == 0
     assert f"shards already prepared in {target}; nothing to do" in capsys.readouterr().out
+
+
+def test_a_file_is_written_whole_or_not_at_all(tmp_path):
+    """What every report, manifest, metrics log and weights file is written through: an error halfway leaves the
+    old file as it was and no temporary file; success replaces it whole."""
+    path = tmp_path / "report.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic.written_whole(path) as f:
+        f.write("half of the new")
+        raise RuntimeError("disk full")
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["report.json"]
+    with atomic.written_whole(path) as f:
+        f.write("new")
+    assert path.read_text() == "new" and os.listdir(tmp_path) == ["report.json"]
 
 
 def _png(path, array, significant_bits: int | None = None) -> None:
