@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -73,6 +74,29 @@ def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",
     if shard_format.is_prepared(target):
         return Prepared(target, None)
     check_release(source, labels)
+    with exclusive(target):
+        return _prepare_anew(source, data_dir, target, size, labels, num_workers)
+
+
+@contextlib.contextmanager
+def exclusive(target: str):
+    """Held while `target` is prepared, so a second prepare of it (another shell, another host on a shared disk)
+    stops with one line instead of removing a folder that is being written as if it were an interrupted one. An
+    advisory lock on a file beside the folder: the kernel releases it when its holder dies, kill -9 included."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `cxrjax prepare` of {target} is running; let it finish, then run this "
+                               "one again") from None
+        yield
+
+
+def _prepare_anew(source: str, data_dir: str, target: str, size: int, labels: str,
+                  num_workers: int | None) -> Prepared:
+    if shard_format.is_prepared(target):  # finished by another prepare between `prepare`'s check and the lock
+        return Prepared(target, None)
     _remove_interrupted(target)
     survey = survey_release(source, labels)
     if not survey.present:

@@ -15,6 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image, PngImagePlugin
 
+import data_pipelines.prepare as prepare_module
 from cxrjax import cli
 from cxrjax.data import atomic, images, shard_format
 from data_pipelines import synthetic
@@ -111,7 +112,8 @@ def test_a_prepare_killed_at_any_point_is_redone_to_the_same_records(small_relea
     assert "24 CSV rows: 24 written" in out and "already prepared" not in out
     _assert_same_records(_records(target), expected)
     assert open(os.path.join(target, "manifest.csv")).read() == manifest
-    assert sorted(os.listdir(os.path.dirname(target))) == [shard_format.VERSION]  # no incomplete.* folder left
+    left = [name for name in os.listdir(os.path.dirname(target)) if not name.endswith(".lock")]
+    assert left == [shard_format.VERSION]  # no incomplete.* folder left
     assert not [name for name in os.listdir(target) if name.endswith(".tmp")]
     assert json.load(open(os.path.join(target, shard_format.PREPARED_MARKER)))["records"] == 24
     assert shard_format.open_shards(target).metadata.image_index.size == 24
@@ -131,6 +133,24 @@ def test_a_file_is_written_whole_or_not_at_all(tmp_path):
     with atomic.written_whole(path) as f:
         f.write("new")
     assert path.read_text() == "new" and os.listdir(tmp_path) == ["report.json"]
+
+
+def test_a_second_prepare_of_the_same_folder_stops_instead_of_removing_it(small_release, tmp_path, capsys):
+    """A prepare running elsewhere holds the folder's lock: a second one must not take its folder for an interrupted
+    prepare and remove it. One line, rc 1, the other's folder untouched; once the lock is free, it prepares."""
+    release, expected, _ = small_release
+    data_dir = str(tmp_path / "data")
+    target = shard_format.builder_dir(data_dir, 32)
+    arguments = ["prepare", "--source", release, "--data-dir", data_dir, "--size", "32", "--workers", "1"]
+    with prepare_module.exclusive(target):
+        os.makedirs(target)
+        open(os.path.join(target, "dataset_info.json"), "w").close()  # as TFDS leaves it before the rewrite
+        assert cli.main(arguments) == 1
+        assert _one_line_error(capsys) == (f"cxrjax prepare: error: another `cxrjax prepare` of {target} is running; "
+                                           "let it finish, then run this one again")
+        assert os.listdir(target) == ["dataset_info.json"]
+    assert cli.main(arguments) == 0
+    _assert_same_records(_records(target), expected)
 
 
 def _png(path, array, significant_bits: int | None = None) -> None:
