@@ -13,6 +13,8 @@ import sys
 from absl import flags, logging
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from cxrjax.data import atomic
+
 
 def _wrote(line: str | None) -> None:
     """A command's last line, on stderr: what it wrote and where (None: it wrote nothing but what it printed)."""
@@ -20,9 +22,9 @@ def _wrote(line: str | None) -> None:
 
 
 def _write_json(path: str | None, result: dict) -> None:
-    """Writes `--output` JSON when one was asked for."""
+    """Writes `--output` JSON, whole or not at all (`data.atomic`), when one was asked for."""
     if path:
-        with open(path, "w") as f:
+        with atomic.written_whole(path) as f:
             json.dump(result, f, indent=1)
 
 

@@ -3,6 +3,12 @@
 The manifest is the metadata of every record (one row per record, in record order) without the pixels: split
 protocols and class statistics read it in milliseconds instead of scanning gigabytes of shards. It is written both to
 the output folder (for people) and into the TFDS version folder (so readers find the one that matches the shards).
+
+Why a completion marker: TFDS publishes its folder (with `dataset_info.json`) when its shards are written, but the
+shards are rewritten uncompressed afterwards and the manifest and report come last; a prepare killed in between
+leaves a folder that looks finished. `shard_format.PREPARED_MARKER` is written last, atomically, and every reader
+checks it (`shard_format.is_prepared`); a folder without it is an interrupted prepare, removed and done again, as
+are TFDS's own `incomplete.*` folders. Every file is written under a temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -10,15 +16,23 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import fcntl
 import json
 import logging
 import os
+import shutil
 
 import tensorflow_datasets as tfds
 
-from cxrjax.data import nih
+from cxrjax.data import atomic, nih, shard_format
 from cxrjax.data.shard_format import MANIFEST, MANIFEST_COLUMNS, builder_dir
-from data_pipelines.chestxray14 import Chestxray14, Chestxray14Config, PrepareReport
+from data_pipelines.chestxray14 import (
+    Chestxray14,
+    Chestxray14Config,
+    NoUsableImage,
+    PrepareReport,
+    survey_release,
+)
 
 REPORT = "prepare_report.json"
 
@@ -51,28 +65,98 @@ def check_release(source: str, labels: str) -> None:
 
 def prepare(source: str, data_dir: str, size: int = 256, labels: str = "v2020",
             num_workers: int | None = None) -> Prepared:
-    """Writes the shards (unless already there), the manifest and the report. Returns where they are."""
+    """Writes the shards (unless a complete prepare is there), the manifest and the report. Returns where they are.
+
+    Raises `NoUsableImage`, after writing the report to `data_dir`, when no CSV row has a readable image."""
     if not os.path.isdir(source):
         raise FileNotFoundError(f"release folder {source} does not exist")
     target = builder_dir(data_dir, size, labels)
-    if os.path.exists(os.path.join(target, "dataset_info.json")):
+    if shard_format.is_prepared(target):
         return Prepared(target, None)
     check_release(source, labels)
+    with exclusive(target):
+        return _prepare_anew(source, data_dir, target, size, labels, num_workers)
+
+
+@contextlib.contextmanager
+def exclusive(target: str):
+    """Held while `target` is prepared, so a second prepare of it (another shell, another host on a shared disk)
+    stops with one line instead of removing a folder that is being written as if it were an interrupted one. An
+    advisory lock on a file beside the folder: the kernel releases it when its holder dies, kill -9 included."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `cxrjax prepare` of {target} is running; let it finish, then run this "
+                               "one again") from None
+        yield
+
+
+def _prepare_anew(source: str, data_dir: str, target: str, size: int, labels: str,
+                  num_workers: int | None) -> Prepared:
+    if shard_format.is_prepared(target):  # finished by another prepare between `prepare`'s check and the lock
+        return Prepared(target, None)
+    _remove_interrupted(target)
+    survey = survey_release(source, labels)
+    if not survey.present:
+        _no_usable_image(survey.report, source, data_dir, size, labels)
     config = Chestxray14Config(size=size, labels=labels)
     if config.name in Chestxray14.builder_configs:  # TFDS wants registered configs by name, others as objects
         config = config.name
     with _quiet_tfds():
-        builder = Chestxray14(data_dir=data_dir, config=config, num_workers=num_workers or os.cpu_count() or 1)
-        builder.download_and_prepare(file_format="array_record",
-                                     download_config=tfds.download.DownloadConfig(manual_dir=source))
-    for path in (os.path.join(data_dir, MANIFEST), os.path.join(target, MANIFEST)):
-        _write_manifest(path, builder.manifest)
-    report = dataclasses.asdict(builder.report) | {"summary": builder.report.summary(), "size": size,
-                                                   "labels": labels, "shards": target}
-    for path in (os.path.join(data_dir, REPORT), os.path.join(target, REPORT)):
-        with open(path, "w") as f:
-            json.dump(report, f, indent=1)
+        builder = Chestxray14(data_dir=data_dir, config=config, num_workers=num_workers or os.cpu_count() or 1,
+                              survey=survey)
+        try:
+            builder.download_and_prepare(file_format="array_record",
+                                         download_config=tfds.download.DownloadConfig(manual_dir=source))
+        except AssertionError:  # TFDS's "No examples were yielded": every image failed to decode
+            if builder.report.written:
+                raise
+            _no_usable_image(builder.report, source, data_dir, size, labels)
+    report = _report_json(builder.report, size, labels, target)
+    _write_manifest(os.path.join(target, MANIFEST), builder.manifest)
+    _write_json(os.path.join(target, REPORT), report)
+    _write_manifest(os.path.join(data_dir, MANIFEST), builder.manifest)
+    _write_json(os.path.join(data_dir, REPORT), report)
+    _write_json(os.path.join(target, shard_format.PREPARED_MARKER),
+                {"records": len(builder.manifest), "summary": builder.report.summary()})
     return Prepared(target, builder.report)
+
+
+def _remove_interrupted(target: str) -> None:
+    """Removes what an interrupted prepare of `target` left: the folder without its marker, half-rewritten shards
+    included, and TFDS's `incomplete.*` folders beside it."""
+    parent = os.path.dirname(target)
+    leftovers = [target] if os.path.exists(target) else []
+    if os.path.isdir(parent):
+        leftovers += [os.path.join(parent, name) for name in sorted(os.listdir(parent))
+                      if name.startswith(tfds.core.constants.INCOMPLETE_PREFIX)
+                      and name.endswith("_" + os.path.basename(target))]
+    for path in leftovers:
+        logging.getLogger(__name__).warning("%s is an interrupted prepare (no %s): removed, preparing again",
+                                            path, shard_format.PREPARED_MARKER)
+        shutil.rmtree(path)
+
+
+def _no_usable_image(report: PrepareReport, source: str, data_dir: str, size: int, labels: str):
+    """Writes the report where a user looks for it and raises one line: where the images were looked for and what
+    became of the rows."""
+    os.makedirs(data_dir, exist_ok=True)
+    path = os.path.join(data_dir, REPORT)
+    _write_json(path, _report_json(report, size, labels, None))
+    raise NoUsableImage(f"no usable image in {source}: looked for {report.searched}; {report.summary()}; "
+                        f"nothing prepared, see {path}")
+
+
+def _report_json(report: PrepareReport, size: int, labels: str, shards: str | None) -> dict:
+    return dataclasses.asdict(report) | {"summary": report.summary(), "size": size, "labels": labels,
+                                         "shards": shards}
+
+
+def _write_json(path: str, content: dict) -> None:
+    with atomic.written_whole(path) as f:
+        json.dump(content, f, indent=1)
 
 
 class _CustomConfigIsInfo(logging.Filter):
@@ -104,7 +188,7 @@ def _quiet_tfds():
 
 
 def _write_manifest(path: str, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic.written_whole(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)

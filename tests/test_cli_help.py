@@ -103,10 +103,14 @@ def test_top_level_help_names_a_first_command():
     assert result.returncode == 0 and "First try `cxrjax demo`" in result.stdout
 
 
-def _prepared(data_dir, name: str, version: str = shard_format.VERSION) -> None:
+def _prepared(data_dir, name: str, version: str = shard_format.VERSION, finished: bool = True) -> None:
+    """A prepared folder as readers see it: TFDS's dataset_info.json, and the marker of a finished prepare (the
+    current format's; older formats had none)."""
     folder = os.path.join(data_dir, shard_format.DATASET, name, version)
     os.makedirs(folder)
     open(os.path.join(folder, "dataset_info.json"), "w").close()
+    if finished and version == shard_format.VERSION:
+        open(os.path.join(folder, shard_format.PREPARED_MARKER), "w").close()
 
 
 def test_missing_shards_name_what_is_prepared_and_the_command_that_fits(tmp_path):
@@ -129,3 +133,7 @@ def test_missing_shards_name_what_is_prepared_and_the_command_that_fits(tmp_path
     with pytest.raises(FileNotFoundError, match=r"only in an older format \(64 in format 1.1.0\): run `cxrjax "
                                                 r"prepare .* --size 64` again"):
         shard_format.open_shards(shard_format.builder_dir(old, 64))
+    _prepared(data_dir, "128", finished=False)  # TFDS's folder without the marker: a prepare killed before its end
+    with pytest.raises(FileNotFoundError, match=r"holds an interrupted prepare \(no prepare_complete.json\): "
+                                                r"run `cxrjax prepare .* --size 128` again"):
+        shard_format.open_shards(shard_format.builder_dir(data_dir, 128))

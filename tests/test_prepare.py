@@ -104,7 +104,9 @@ def test_every_row_is_written_or_reported(tmp_path):
     assert set(reasons) == {"00000003_000.png", "00000003_001.png", "00000005_000.png", "00000006_000.png"}
     assert "mode 'P'" in reasons["00000003_000.png"] and "Tumour" in reasons["00000006_000.png"]
     assert "neither" in reasons["00000005_000.png"]
-    assert report.summary() == "10 CSV rows: 5 written, 1 missing, 4 failed"
+    assert report.summary() == ("10 CSV rows: 5 written, 1 missing, 4 failed; 16-bit images scaled by their real bit "
+                                "depth: 1")
+    assert report.high_bit_depth == [{"image": "00000002_000.png", "bits": 16, "from": "maximum value"}]
     records = _records(prepared.builder_dir)
     expected = load_image(str(images / "00000001_000.png"), 32)
     for record in records[:4]:  # L, LA, RGBA (R = G = B) and 16-bit all hold the same gray picture

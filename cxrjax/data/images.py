@@ -1,7 +1,7 @@
 """Reading a user's image file (PNG, JPEG or DICOM) into the model's input frame, and mapping between frames.
 
 Why one module: `cxrjax predict` must feed a file exactly what evaluation feeds a shard record, so a file goes
-through the same decoding (`cxrjax.data.decode.to_grayscale_float`, float on the 0..255 scale), the same area
+through the same decoding (`cxrjax.data.decode.read_picture`, float on the 0..255 scale), the same area
 resize to `config.data.size`² and the same centre crop to `config.data.crop`² (as `pipeline.eval_dataset`). The
 geometry of that resize + crop also maps expert boxes (drawn in the original file's pixel frame) into the model's
 frame, and Grad-CAM maps back out of it.
@@ -36,7 +36,7 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from cxrjax.data.decode import UnsupportedImage, resize_area, to_grayscale_float
+from cxrjax.data.decode import UnsupportedImage, read_picture, resize_area
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
 
@@ -119,19 +119,13 @@ def _read_dicom(path: str) -> np.ndarray:
     return (unit * 255.0).astype(np.float32)
 
 
-def _read_picture(path: str) -> np.ndarray:
-    with Image.open(path) as image:
-        image.load()
-        return to_grayscale_float(image)
-
-
 def read_pixels(path: str | os.PathLike) -> np.ndarray:
     """The whole image as float32 (height, width) on the 0..255 scale, at its own size."""
     path = os.fspath(path)
     try:
         if os.path.getsize(path) == 0:
             raise UnreadableImage(f"{path}: empty file")
-        pixels = _read_dicom(path) if _is_dicom(path) else _read_picture(path)
+        pixels = _read_dicom(path) if _is_dicom(path) else read_picture(path)[0]
     except UnreadableImage:
         raise
     except UnidentifiedImageError:

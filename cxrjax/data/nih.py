@@ -15,6 +15,7 @@ one, and it would otherwise become part of the first column's name.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -177,6 +178,11 @@ def read_data_entry(path: str | os.PathLike) -> tuple[list[Entry], list[tuple[st
 def conflicting_images(rejected: list[tuple[str, str]]) -> list[str]:
     """The images of `read_data_entry`'s rejections whose rows conflict."""
     return [name for name, reason in rejected if reason.startswith(CONFLICTING_ROWS)]
+
+
+def repeated_names(names) -> list[str]:
+    """The names that occur more than once, sorted: what a list of images must not hold, or it counts them twice."""
+    return sorted(name for name, count in collections.Counter(names).items() if count > 1)
 
 
 def read_image_list(path: str | os.PathLike) -> list[str]:

@@ -5,9 +5,10 @@ Why one module: the writer and the readers must agree on each of these; stated o
 renamed split or manifest column would be a silent mismatch, not an error).
 
 Layout: `<data_dir>/chestxray14/<config>/<version>/` holds TFDS's ArrayRecord shards of the split `images` (every
-image once, in the CSV's order, so record i is row i of `manifest.csv`), `dataset_info.json` and `manifest.csv`.
-`<config>` is the image side (`256`) with `_labels2017` for shards labelled from the 2017 CSV. The version is part of
-the path, so shards of an older format are never read as the current one.
+image once, in the CSV's order, so record i is row i of `manifest.csv`), `dataset_info.json`, `manifest.csv` and,
+written last, `prepare_complete.json` (`is_prepared`). `<config>` is the image side (`256`) with `_labels2017` for
+shards labelled from the 2017 CSV. The version is part of the path, so shards of an older format are never read as
+the current one.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from cxrjax.data import nih
 from cxrjax.data.findings import NUM_FINDINGS
 
 DATASET = "chestxray14"  # TFDS's name of the builder, the first folder under a data dir
-# 1.0.0: one ordered split of all images; 1.1.0: pixels as one bytes field; 1.2.0: uncompressed ArrayRecord chunks.
-VERSION = "1.2.0"
+# 1.0.0: one ordered split of all images; 1.1.0: pixels as one bytes field; 1.2.0: uncompressed ArrayRecord chunks;
+# 1.3.0: the same records, a folder finished only with `PREPARED_MARKER` (a 1.2.0 folder may be an interrupted one).
+VERSION = "1.3.0"
 SPLIT = "images"  # the single ordered split (TFDS reserves `all`); split protocols are chosen at read time
 OFFICIAL_SPLITS = ("train_val", "test")  # the release's own lists, stored per record
 METADATA_FIELDS = ("age", "sex", "view")  # what the metadata-fusion model reads besides the image
 MANIFEST = "manifest.csv"
+# Written last by `cxrjax prepare`, when shards, manifest and report are final: a folder without it is unfinished.
+PREPARED_MARKER = "prepare_complete.json"
 # source_width/height: the PNG's own size, the frame of BBox_List_2017.csv's boxes.
 MANIFEST_COLUMNS = ("record", "image_index", "patient_id", "follow_up", "age", "sex", "view", "official_split",
                     "labels", "source_width", "source_height")
@@ -131,6 +135,11 @@ def read_manifest(path: str) -> Metadata:
     )
 
 
+def is_prepared(builder_dir: str) -> bool:
+    """Whether a prepare of this folder finished (TFDS's `dataset_info.json` alone comes before the last steps)."""
+    return os.path.exists(os.path.join(builder_dir, PREPARED_MARKER))
+
+
 def _size_and_labels(name: str) -> tuple[int, str]:
     """`config_name`'s inverse: "256" → (256, "v2020"), "256_labels2017" → (256, "2017")."""
     size, _, labels = name.partition("_labels")
@@ -150,10 +159,16 @@ def missing_shards_message(builder_dir: str) -> str:
     root = os.path.join(data_dir, DATASET)
     for name in sorted(os.listdir(root)) if os.path.isdir(root) else ():
         for version in sorted(os.listdir(os.path.join(root, name))):
-            if os.path.exists(os.path.join(root, name, version, "dataset_info.json")):
-                (prepared if version == VERSION else older).append((name, version))
+            folder = os.path.join(root, name, version)
+            if version == VERSION and is_prepared(folder):
+                prepared.append((name, version))
+            elif version != VERSION and os.path.exists(os.path.join(folder, "dataset_info.json")):
+                older.append((name, version))
     labels_flag = "" if labels == "v2020" else " --labels 2017"
     command = f"`cxrjax prepare --source RELEASE --data-dir {data_dir} --size {size}{labels_flag}`"
+    if os.path.isdir(builder_dir):
+        return (f"{builder_dir} holds an interrupted prepare (no {PREPARED_MARKER}): run {command} again, which "
+                "removes it and prepares anew")
     message = f"no prepared shards of size {size} with {labels} labels in {data_dir} ({builder_dir} is absent)"
     if prepared:
         choices = ", ".join(f"--config.data.size={s} --config.data.labels={l}"
@@ -167,7 +182,7 @@ def missing_shards_message(builder_dir: str) -> str:
 
 def open_shards(builder_dir: str) -> Shards:
     """Opens prepared shards (a version folder, see `builder_dir`) and their manifest."""
-    if not os.path.exists(os.path.join(builder_dir, "dataset_info.json")):
+    if not is_prepared(builder_dir):
         raise FileNotFoundError(missing_shards_message(builder_dir))
     builder = tfds.builder_from_directory(builder_dir)
     source = builder.as_data_source(split=SPLIT)

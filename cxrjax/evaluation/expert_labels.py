@@ -23,7 +23,6 @@ NIH's label for an expert finding, on the same images, is positive when any of t
 
 from __future__ import annotations
 
-import collections
 import csv
 import dataclasses
 
@@ -95,7 +94,7 @@ def read_expert_labels(path: str, split: str = "test") -> ExpertLabels:
             names.append(row[column["Image Index"]].strip())
             labels.append([_ANSWERS[answer] for answer in answers])
             patients.append(int(patient))
-    repeated = sorted(name for name, count in collections.Counter(names).items() if count > 1)
+    repeated = nih.repeated_names(names)
     if repeated:
         raise ValueError(f"{path}: images listed more than once: {', '.join(repeated[:3])}")
     if not names:
@@ -158,15 +157,8 @@ def format_grade(grade_result: dict) -> str:
         if not entry["scored"]:
             lines.append(f"  {finding:<18} not scored: {entry['reason']}")
             continue
-        cells = [_with_ci(entry[f"auc_{name}"], entry[f"auc_{name}_ci"]) for name in ("expert", "nih")]
+        cells = [metrics_lib.format_with_ci(entry[f"auc_{name}"], entry[f"auc_{name}_ci"], "n/a (one class)")
+                 for name in ("expert", "nih")]
         source = entry["from"][0] if len(entry["from"]) == 1 else f"max({', '.join(entry['from'])})"
         lines.append(f"  {finding:<18} {source:<42} {cells[0]:>24} {cells[1]:>24}")
     return "\n".join(lines)
-
-
-def _with_ci(value: float | None, interval: dict | None) -> str:
-    if value is None:
-        return "n/a (one class)"
-    if not interval or interval["low"] is None:
-        return f"{value:.4f}"
-    return f"{value:.4f} [{interval['low']:.4f}, {interval['high']:.4f}]"

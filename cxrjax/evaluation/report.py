@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from cxrjax import metrics as metrics_lib
 from cxrjax.data.findings import FINDINGS
 from cxrjax.metrics import published
 from cxrjax.metrics import thresholds as thresholds_lib
@@ -55,12 +56,6 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _with_ci(value: float | None, interval: dict | None) -> str:
-    if interval is None or interval["low"] is None:
-        return _number(value)
-    return f"{_number(value)} [{_number(interval['low'])}, {_number(interval['high'])}]"
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|",
             *("| " + " | ".join(row) + " |" for row in rows)]
@@ -68,7 +63,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _summary(metrics: dict) -> list[str]:
     ci = metrics.get("bootstrap") or {}
-    rows = [[name, _with_ci(metrics[key], ci.get(key))] for name, key in (
+    rows = [[name, metrics_lib.format_with_ci(metrics[key], ci.get(key))] for name, key in (
         ("mean AUC", "mean_auc"),
         ("W-AUC (Ge: Σ prevalence · AUC, unnormalised)", "w_auc"),
         ("W-AUC normalised (÷ Σ prevalence)", "w_auc_normalized"),
@@ -86,10 +81,10 @@ def _per_finding(metrics: dict) -> list[str]:
               *published.PER_FINDING_OFFICIAL]
     keys = ("auc", "ap", "d_auc", "n_auc")
     rows = [[finding, str(metrics["positives"][finding]),
-             *(_with_ci(metrics[key][finding], ci.get(key, {}).get(finding)) for key in keys),
+             *(metrics_lib.format_with_ci(metrics[key][finding], ci.get(key, {}).get(finding)) for key in keys),
              *(_number(c.per_finding_auc[finding]) for c in columns)] for finding in FINDINGS]
-    rows.append(["**mean**", "", *(_with_ci(metrics[key], ci.get(key)) for key in ("mean_auc", "map", "mean_d_auc",
-                                                                                    "mean_n_auc")),
+    means = ("mean_auc", "map", "mean_d_auc", "mean_n_auc")
+    rows.append(["**mean**", "", *(metrics_lib.format_with_ci(metrics[key], ci.get(key)) for key in means),
                  *(_number(c.auc) for c in columns)])
     return _table(header, rows)
 
@@ -126,8 +121,8 @@ def _against_radiologists(grade: dict | None) -> list[str]:
             continue
         rows.append([finding, ", ".join(entry["from"]) + f" ({entry['reading']})",
                      f"{entry['expert_positives']} / {entry['nih_positives']}", _number(entry["agreement"], 3),
-                     _with_ci(entry["auc_expert"], entry["auc_expert_ci"]),
-                     _with_ci(entry["auc_nih"], entry["auc_nih_ci"])])
+                     metrics_lib.format_with_ci(entry["auc_expert"], entry["auc_expert_ci"]),
+                     metrics_lib.format_with_ci(entry["auc_nih"], entry["auc_nih_ci"])])
     return ["## Against radiologists", "",
             f"{grade['num_images']:,} images of this split ({grade['num_patients']:,} patients) have labels "
             f"adjudicated by three radiologists ({grade['citation']}; `{grade['labels']}`, Set Id {grade['split']}). "

@@ -9,7 +9,6 @@ is wrong: unknown or duplicated images, missing or ambiguous columns (a finding 
 
 from __future__ import annotations
 
-import collections
 import csv
 
 import numpy as np
@@ -29,13 +28,9 @@ def _examples(names, limit: int = 3) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def _repeated(names) -> list[str]:
-    return sorted(name for name, count in collections.Counter(names).items() if count > 1)
-
-
 def _finding_columns(path: str, header: list[str]) -> list[int]:
     """Column index of each finding, accepting `<Finding>` or `prob_<Finding>`, not both and not a name twice."""
-    repeated = _repeated(name for name in header if name)
+    repeated = nih.repeated_names(name for name in header if name)
     if repeated:
         raise ScoreError(f"{path}: ambiguous header: columns named more than once: {_examples(repeated)}")
     positions = {name: i for i, name in enumerate(header)}
@@ -75,7 +70,7 @@ def read_predictions(path: str) -> tuple[list[str], np.ndarray]:
                 raise ScoreError(f"{path} line {line}: unreadable probabilities") from None
             names.append(row[name_column].strip())
     probabilities = np.array(rows, np.float64).reshape(-1, len(FINDINGS))
-    duplicates = _repeated(names)
+    duplicates = nih.repeated_names(names)
     if duplicates:
         raise ScoreError(f"{path}: images listed more than once: {_examples(duplicates)}")
     outside = ~((probabilities >= 0) & (probabilities <= 1))  # also catches NaN
@@ -108,7 +103,7 @@ def score(predictions_path: str, labels_path: str, images_path: str | None = Non
         wanted = nih.read_image_list(images_path)
         if not wanted:
             raise ScoreError(f"{images_path}: no image names in the list")
-        repeated = _repeated(wanted)
+        repeated = nih.repeated_names(wanted)
         if repeated:
             raise ScoreError(f"{images_path}: images listed more than once (they would count twice): "
                              f"{_examples(repeated)}")

@@ -252,6 +252,16 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> dict:
     return {"low": float(low), "high": float(high), "resamples_used": int(values.size)}
 
 
+def format_with_ci(value: float | None, interval: dict | None, undefined: str = "n/a") -> str:
+    """`0.8123 [0.8010, 0.8231]`, a metric with its `percentile_interval` as every report prints it; the value alone
+    where it has no interval, `undefined` where the metric itself is undefined."""
+    if value is None:
+        return undefined
+    if not interval or interval["low"] is None:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{interval['low']:.4f}, {interval['high']:.4f}]"
+
+
 def _defined_on_full_set(labels: np.ndarray) -> dict[str, np.ndarray]:
     """[14] bool per per-finding metric: whether the full set defines it (both classes among the images counted)."""
     positive = labels.any(axis=0)

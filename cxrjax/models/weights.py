@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
+from cxrjax.data import atomic
 from cxrjax.data.progress import progress
 from cxrjax.models import create_model
 
@@ -263,7 +264,8 @@ def save_variables(path: str | Path, variables: Mapping[str, Any], source: Mappi
     state = jax.tree.map(np.asarray, serialization.to_state_dict(variables))
     if source is not None:
         state[SOURCE_KEY] = dict(source)
-    Path(path).write_bytes(serialization.msgpack_serialize(state))
+    with atomic.written_whole(path, "wb") as f:  # a killed import leaves no truncated file to be loaded later
+        f.write(serialization.msgpack_serialize(state))
 
 
 def _read(path: str | Path) -> dict[str, Any]:

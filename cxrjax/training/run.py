@@ -39,16 +39,19 @@ def _replace_variables(state: TrainState, variables: dict, source: str) -> Train
     return state.replace(params=placed["params"], batch_stats=placed["batch_stats"])
 
 
-def check_pretrained_inputs(config: ml_collections.ConfigDict) -> None:
+def read_pretrained(model_config: ml_collections.ConfigDict) -> dict[str, tuple[dict, dict | None]]:
+    """Each weights file the config imports (`model.pretrained`, `model.pretrained_second`), read once: path →
+    (variables, source) of `weights.load_weights_file`. A Swin-B file is 350 MB: checked and imported from one read."""
+    paths = [model_config[field] for field in ("pretrained", "pretrained_second") if model_config[field]]
+    return {path: weights.load_weights_file(path) for path in dict.fromkeys(paths)}
+
+
+def check_pretrained_inputs(config: ml_collections.ConfigDict, imports: dict[str, tuple[dict, dict | None]]) -> None:
     """Refuses imports learned on other inputs than the config feeds: a torchxrayvision model's first convolution
     takes one channel in [−1024, 1024] (`models.xrv`), an ImageNet one three normalised channels. Fine-tuning keeps
     the source's input, so its first layer's weights keep their meaning (the one way cxrjax handles the channel
     count). Checked before anything is built; a different resolution is only a warning (CNNs take any size)."""
-    for field in ("pretrained", "pretrained_second"):
-        path = config.model[field]
-        if not path:
-            continue
-        source = weights.load_source(path)
+    for path, (_, source) in imports.items():
         expected = source["input"] if source else "imagenet"
         if expected != config.model.input:
             resolution = f" --config.data.crop={source['resolution']}" if source else ""
@@ -60,18 +63,19 @@ def check_pretrained_inputs(config: ml_collections.ConfigDict) -> None:
                             source["resolution"], config.data.crop)
 
 
-def with_pretrained(state: TrainState, model_config: ml_collections.ConfigDict) -> TrainState:
-    """Puts `cxrjax import-weights` files (ImageNet backbones, or a whole chest X-ray model) into the fresh state,
-    where the architecture's record says (`models.Architecture.pretrained_into`)."""
+def with_pretrained(state: TrainState, model_config: ml_collections.ConfigDict,
+                    imports: dict[str, tuple[dict, dict | None]]) -> TrainState:
+    """Puts `cxrjax import-weights` files (ImageNet backbones, or a whole chest X-ray model; `read_pretrained`) into
+    the fresh state, where the architecture's record says (`models.Architecture.pretrained_into`)."""
     targets = models.ARCHITECTURES[model_config.architecture].pretrained_into
     if targets is None:  # the import is the whole model
-        return _replace_variables(state, weights.load_variables(model_config.pretrained),
+        return _replace_variables(state, imports[model_config.pretrained][0],
                                   f"{model_config.pretrained} (convert it for this model with "
                                   "`cxrjax import-weights SRC --model NAME --out DST`)")
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     for module, field in targets.items():
         path = model_config[field] or model_config.pretrained
-        variables = models.load_backbone(variables, weights.load_variables(path), into=(module,))
+        variables = models.load_backbone(variables, imports[path][0], into=(module,))
     return _replace_variables(state, variables, model_config.pretrained)
 
 
@@ -114,7 +118,8 @@ class Run:
 
 def build_run(config: ml_collections.ConfigDict) -> Run:
     check_pretrained(config.model)
-    check_pretrained_inputs(config)
+    imports = read_pretrained(config.model)
+    check_pretrained_inputs(config, imports)
     mesh = sharding.data_mesh()
     for name in ("batch_size", "eval_batch_size"):
         if config[name] % mesh.size:
@@ -130,7 +135,7 @@ def build_run(config: ml_collections.ConfigDict) -> Run:
     channels = input_scaling(config.model.input).channels
     state = create_train_state(model, tx, (data.crop, data.crop, channels), init_key(config.seed), mesh)
     if config.model.pretrained:
-        state = with_pretrained(state, config.model)
+        state = with_pretrained(state, config.model, imports)
     if config.model.init_from:  # a later training stage starts from an earlier stage's best checkpoint
         variables = checkpoint.load_variables(config.model.init_from, "best")[3]
         state = _replace_variables(state, variables, config.model.init_from)

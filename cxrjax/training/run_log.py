@@ -15,6 +15,8 @@ import os
 import jax
 from tensorboardX import SummaryWriter
 
+from cxrjax.data import atomic
+
 
 def _step_of(line: str) -> int | None:
     """The step of a metrics.jsonl line; None for a line that is not a whole record (cut short by a kill)."""
@@ -35,11 +37,8 @@ def keep_steps_to(path: str, last_step: int) -> None:
             and step <= last_step]
     if kept == lines:
         return
-    with open(path + ".tmp", "w") as f:
+    with atomic.written_whole(path) as f:
         f.writelines(kept)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
 
 
 class RunLog:
