@@ -6,7 +6,6 @@ Errors a user can fix (missing files, bad input, a diverged run) print one line 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -24,8 +23,7 @@ def _wrote(line: str | None) -> None:
 def _write_json(path: str | None, result: dict) -> None:
     """Writes `--output` JSON, whole or not at all (`data.atomic`), when one was asked for."""
     if path:
-        with atomic.written_whole(path) as f:
-            json.dump(result, f, indent=1)
+        atomic.write_json(path, result)
 
 
 def _demo(args) -> int:

@@ -17,7 +17,6 @@ import contextlib
 import csv
 import dataclasses
 import fcntl
-import json
 import logging
 import os
 import shutil
@@ -116,10 +115,10 @@ def _prepare_anew(source: str, data_dir: str, target: str, size: int, labels: st
             _no_usable_image(builder.report, source, data_dir, size, labels)
     report = _report_json(builder.report, size, labels, target)
     _write_manifest(os.path.join(target, MANIFEST), builder.manifest)
-    _write_json(os.path.join(target, REPORT), report)
+    atomic.write_json(os.path.join(target, REPORT), report)
     _write_manifest(os.path.join(data_dir, MANIFEST), builder.manifest)
-    _write_json(os.path.join(data_dir, REPORT), report)
-    _write_json(os.path.join(target, shard_format.PREPARED_MARKER),
+    atomic.write_json(os.path.join(data_dir, REPORT), report)
+    atomic.write_json(os.path.join(target, shard_format.PREPARED_MARKER),
                 {"records": len(builder.manifest), "summary": builder.report.summary()})
     return Prepared(target, builder.report)
 
@@ -127,12 +126,11 @@ def _prepare_anew(source: str, data_dir: str, target: str, size: int, labels: st
 def _remove_interrupted(target: str) -> None:
     """Removes what an interrupted prepare of `target` left: the folder without its marker, half-rewritten shards
     included, and TFDS's `incomplete.*` folders beside it."""
-    parent = os.path.dirname(target)
+    parent = os.path.dirname(target)  # made by `exclusive`
     leftovers = [target] if os.path.exists(target) else []
-    if os.path.isdir(parent):
-        leftovers += [os.path.join(parent, name) for name in sorted(os.listdir(parent))
-                      if name.startswith(tfds.core.constants.INCOMPLETE_PREFIX)
-                      and name.endswith("_" + os.path.basename(target))]
+    leftovers += [os.path.join(parent, name) for name in sorted(os.listdir(parent))
+                  if name.startswith(tfds.core.constants.INCOMPLETE_PREFIX)
+                  and name.endswith("_" + os.path.basename(target))]
     for path in leftovers:
         logging.getLogger(__name__).warning("%s is an interrupted prepare (no %s): removed, preparing again",
                                             path, shard_format.PREPARED_MARKER)
@@ -144,7 +142,7 @@ def _no_usable_image(report: PrepareReport, source: str, data_dir: str, size: in
     became of the rows."""
     os.makedirs(data_dir, exist_ok=True)
     path = os.path.join(data_dir, REPORT)
-    _write_json(path, _report_json(report, size, labels, None))
+    atomic.write_json(path, _report_json(report, size, labels, None))
     raise NoUsableImage(f"no usable image in {source}: looked for {report.searched}; {report.summary()}; "
                         f"nothing prepared, see {path}")
 
@@ -152,11 +150,6 @@ def _no_usable_image(report: PrepareReport, source: str, data_dir: str, size: in
 def _report_json(report: PrepareReport, size: int, labels: str, shards: str | None) -> dict:
     return dataclasses.asdict(report) | {"summary": report.summary(), "size": size, "labels": labels,
                                          "shards": shards}
-
-
-def _write_json(path: str, content: dict) -> None:
-    with atomic.written_whole(path) as f:
-        json.dump(content, f, indent=1)
 
 
 class _CustomConfigIsInfo(logging.Filter):

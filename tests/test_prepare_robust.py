@@ -47,21 +47,20 @@ KILL_POINTS = {
             replace(source, target)
         os.replace = patched""",
     "after_manifest": """
-        prepare_module._write_json = lambda path, content: kill()""",
+        atomic.write_json = lambda path, content: kill()""",
     "before_marker": """
-        write_json = prepare_module._write_json
+        write_json = atomic.write_json
         def patched(path, content):
             if path.endswith(shard_format.PREPARED_MARKER):
                 kill()
             write_json(path, content)
-        prepare_module._write_json = patched""",
+        atomic.write_json = patched""",
 }
 CHILD = """
 import os, signal, sys
 from cxrjax import cli
-from cxrjax.data import atomic, images, shard_format
+from cxrjax.data import atomic, shard_format
 from data_pipelines import chestxray14
-import data_pipelines.prepare as prepare_module
 def kill():
     os.kill(os.getpid(), signal.SIGKILL)
 {patch}

@@ -8,6 +8,7 @@ the target in one `os.replace`, which POSIX makes atomic within a file system.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from typing import IO
@@ -29,3 +30,9 @@ def written_whole(path: str | os.PathLike, mode: str = "w", **open_kwargs) -> It
             os.remove(temporary)
         raise
     os.replace(temporary, path)
+
+
+def write_json(path: str | os.PathLike, content) -> None:
+    """`content` as indented JSON, written whole: the reports, `--output` files and markers."""
+    with written_whole(path) as f:
+        json.dump(content, f, indent=1)

@@ -44,9 +44,6 @@ class BitDepth:
     bits: int
     source: str
 
-    def describe(self) -> str:
-        return f"{self.bits}-bit values in a 16-bit PNG (from its {self.source})"
-
 
 def png_significant_bits(path: str) -> int | None:
     """The gray channel's significant bits from a PNG's sBIT chunk (which precedes the image data), or None."""
