@@ -15,6 +15,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
+from cxrjax.metrics import published  # noqa: E402
+
 flags.FLAGS.mark_as_parsed()
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
@@ -152,3 +154,23 @@ def train_one_epoch(data_dir: str, workdir: str, size: int = 32, crop: int = 28)
     config.optimizer.learning_rate = 1e-3
     train.train_and_evaluate(config, workdir)
     return workdir
+
+
+def real_run(protocol: str, labels: str = published.LABELS_2017, split: str = "test",
+             num_images: int | None = published.RELEASE_IMAGES,
+             num_official_test: int | None = published.OFFICIAL_TEST_IMAGES) -> published.Measured:
+    """What a run of `protocol` on the whole NIH release measures on, by default; None for a fact not stated."""
+    return published.Measured(protocol=protocol, split=split, labels=labels, num_images=num_images,
+                              num_official_test=num_official_test)
+
+
+def write_png(path: str, array: np.ndarray, significant_bits: int | None = None) -> str:
+    """`array` as a PNG at `path` (folders made), with an sBIT chunk of `significant_bits` when given."""
+    from PIL import Image, PngImagePlugin
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    if significant_bits is not None:
+        info.add(b"sBIT", bytes([significant_bits]))
+    Image.fromarray(array).save(path, pnginfo=info)
+    return path

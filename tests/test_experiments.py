@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import real_run
 from cxrjax import losses
 from cxrjax.configs import default as default_config
 from cxrjax.configs import demo as demo_config
@@ -375,14 +376,6 @@ def test_baltruschat_protocol_is_stated_and_chosen():
         load_config("baltruschat2019_resnet50", "kfold,official")
 
 
-def _measured_on_the_release(config, labels):
-    """What `config` measures on when run on the whole NIH release (prepared with the `labels` CSV version)."""
-    from cxrjax.metrics import published
-
-    return published.Measured(protocol=config.data.protocol, split="test", labels=labels,
-                              num_images=published.RELEASE_IMAGES, num_official_test=published.OFFICIAL_TEST_IMAGES)
-
-
 def _quoted_rows():
     """(file, argument, the published result its docstring quotes): every row that quotes a number."""
     from cxrjax.metrics import published
@@ -419,7 +412,7 @@ def test_every_quoted_number_belongs_to_the_rows_own_protocol(name, argument, re
     module = load_module(name)
     assert f"{result.auc:.4f}".rstrip("0") in module.__doc__, (name, result.auc)
     config = module.get_config(argument or None)
-    verdict, why = published.comparison(result, _measured_on_the_release(config, result.labels))
+    verdict, why = published.comparison(result, real_run(config.data.protocol, result.labels))
     if result.labels == published.UNSTATED:  # the capstone's: the protocol agrees, the labels version is unknown
         assert (verdict, why) == ("not comparable", "the source does not state its labels version")
     else:
@@ -446,4 +439,4 @@ def test_a_number_of_another_protocol_is_not_comparable(name, argument, result):
     from cxrjax.metrics import published
 
     config = load_config(name, argument or None)
-    assert published.comparison(result, _measured_on_the_release(config, result.labels))[0] == "not comparable"
+    assert published.comparison(result, real_run(config.data.protocol, result.labels))[0] == "not comparable"

@@ -12,7 +12,7 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from conftest import assert_same_forward, shared_data, train_one_epoch
+from conftest import assert_same_forward, shared_data, train_one_epoch, write_png
 from cxrjax.configs import default
 from cxrjax.data import images, nih, shard_format
 from cxrjax.data.findings import FINDINGS
@@ -231,23 +231,18 @@ def test_predict_command_json_cam_and_exit_code(workdir, radiograph, tmp_path, c
     assert sorted(p.name for p in cams.glob("good_*.png")) == sorted(f"good_{f}.png" for f in positive)
 
 
-
 def test_predict_command_scales_a_twelve_bit_png_by_its_sbit(workdir, radiograph, tmp_path, capsys):
     """A 12-bit X-ray in a 16-bit PNG reaches the model as the 8-bit PNG of the same picture when its sBIT chunk says
     12 bits, although no pixel needs more than 11 (the maximum-value rule, which applies without the chunk, would
     double its brightness). Values are multiples of 17 on the 8-bit scale, 273 on the 12-bit one: 255/4095 = 17/273,
     so the two files hold exactly the same picture."""
-    from PIL import PngImagePlugin
-
     from cxrjax import cli
 
     steps = (radiograph // 36).astype(np.int64)  # 0..7: at most 119 of 255, 1,911 of 4,095 (below 2**11)
     eight_bit = _save_png(tmp_path / "eight.png", (steps * 17).astype(np.uint8))
     twelve_bit, no_sbit = str(tmp_path / "twelve.png"), str(tmp_path / "twelve_no_sbit.png")
-    with_sbit = PngImagePlugin.PngInfo()
-    with_sbit.add(b"sBIT", bytes([12]))
-    Image.fromarray((steps * 273).astype(np.uint16)).save(twelve_bit, pnginfo=with_sbit)
-    Image.fromarray((steps * 273).astype(np.uint16)).save(no_sbit)
+    write_png(twelve_bit, (steps * 273).astype(np.uint16), significant_bits=12)
+    write_png(no_sbit, (steps * 273).astype(np.uint16))
     np.testing.assert_array_equal(images.read_pixels(twelve_bit), images.read_pixels(eight_bit))
     assert cli.main(["predict", eight_bit, twelve_bit, no_sbit, "--workdir", workdir, "--json"]) == 0
     printed = {p["file"]: p for p in json.loads(capsys.readouterr().out)["predictions"]}
@@ -257,6 +252,7 @@ def test_predict_command_scales_a_twelve_bit_png_by_its_sbit(workdir, radiograph
 
     assert_same_forward(probabilities(twelve_bit), probabilities(eight_bit))
     assert np.abs(probabilities(no_sbit) - probabilities(eight_bit)).max() > 1e-3  # read as 11-bit: twice as bright
+
 
 # --- a model that reads age, sex and view position besides the image (the "fusion" architecture) ----------------
 

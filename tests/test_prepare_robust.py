@@ -13,9 +13,10 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 import data_pipelines.prepare as prepare_module
+from conftest import write_png
 from cxrjax import cli
 from cxrjax.data import atomic, images, shard_format
 from data_pipelines import synthetic
@@ -152,14 +153,6 @@ def test_a_second_prepare_of_the_same_folder_stops_instead_of_removing_it(small_
     _assert_same_records(_records(target), expected)
 
 
-def _png(path, array, significant_bits: int | None = None) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    info = PngImagePlugin.PngInfo()
-    if significant_bits is not None:
-        info.add(b"sBIT", bytes([significant_bits]))
-    Image.fromarray(array).save(path, pnginfo=info)
-
-
 def _release(root, rows: list[str], train_val: list[str], test: list[str]) -> str:
     release = str(root)
     os.makedirs(release, exist_ok=True)
@@ -180,20 +173,20 @@ def test_a_release_as_people_store_it_is_accounted_for(tmp_path):
     twelve = rng.integers(0, 4096, (64, 64), dtype=np.uint16)
     twelve[0, 0] = 4000  # the maximum, below 4095, with sBIT stating 12 bits
     elsewhere = tmp_path / "disk2" / "images"
-    _png(str(elsewhere / "00000001_000.png"), gray)
-    _png(str(elsewhere / "00000002_000.PNG"), gray)
-    _png(str(elsewhere / "00000009_000.png"), gray)  # no CSV row
-    _png(str(elsewhere / "00000003_000.png"), twelve, significant_bits=12)
-    _png(str(elsewhere / "00000004_000.png"), twelve.copy())  # no sBIT: 4000 needs 12 bits
+    write_png(str(elsewhere / "00000001_000.png"), gray)
+    write_png(str(elsewhere / "00000002_000.PNG"), gray)
+    write_png(str(elsewhere / "00000009_000.png"), gray)  # no CSV row
+    write_png(str(elsewhere / "00000003_000.png"), twelve, significant_bits=12)
+    write_png(str(elsewhere / "00000004_000.png"), twelve.copy())  # no sBIT: 4000 needs 12 bits
     rows = ["00000001_000.png", "00000002_000.png", "00000003_000.png", "00000004_000.png", "00000005_000.png",
             "00000006_000.png"]
     release = _release(tmp_path / "release", rows, rows[:4] + ["00000007_000.png"], rows[4:] + ["00000008_000.png"])
     os.makedirs(os.path.join(release, "images_001"))
     os.symlink(elsewhere, os.path.join(release, "images_001", "images"))
-    _png(os.path.join(release, "copy_a", "00000005_000.png"), gray)
-    _png(os.path.join(release, "copy_b", "00000005_000.png"), gray)  # byte-identical: used once
-    _png(os.path.join(release, "copy_a", "00000006_000.png"), gray)
-    _png(os.path.join(release, "copy_b", "00000006_000.png"), 255 - gray)  # different: which is right is unknown
+    write_png(os.path.join(release, "copy_a", "00000005_000.png"), gray)
+    write_png(os.path.join(release, "copy_b", "00000005_000.png"), gray)  # byte-identical: used once
+    write_png(os.path.join(release, "copy_a", "00000006_000.png"), gray)
+    write_png(os.path.join(release, "copy_b", "00000006_000.png"), 255 - gray)  # different: which is right is unknown
 
     data_dir = tmp_path / "data"
     prepared = prepare(release, str(data_dir), size=32, num_workers=1)

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from conftest import real_run
 from cxrjax import metrics
 from cxrjax.data.findings import FINDINGS
 from cxrjax.evaluation import report
@@ -85,19 +86,12 @@ def test_published_records_are_complete_and_comparable():
     for row in published.GE_2018_TABLE_1:  # columns in the right places: unnormalised W-AUC, N-AUC above D-AUC
         assert row.w_auc < row.d_auc < row.auc < row.n_auc
     official, random_split = published.WANG_2017, published.GE_2018_TABLE_1[0]
-    real_official, real_random = _real("official"), _real("random")
+    real_official, real_random = real_run("official"), real_run("random")
     assert published.comparable(official, real_official) == "like-for-like"
     assert published.comparable(random_split, real_random) == "same protocol"
     assert published.comparable(official, real_random) == "not comparable"
     assert published.comparable(published.GE_2018_TABLE_3[0], real_random) == "not comparable"  # split unstated
     assert published.comparable(official, None) == "unknown"
-
-
-def _real(protocol, labels=published.LABELS_2017, split="test", num_images=published.RELEASE_IMAGES,
-          num_official_test=published.OFFICIAL_TEST_IMAGES):
-    """What a run on the whole NIH release measures on (by default)."""
-    return published.Measured(protocol=protocol, split=split, labels=labels, num_images=num_images,
-                              num_official_test=num_official_test)
 
 
 def test_only_the_real_release_on_the_same_split_and_labels_is_comparable():
@@ -111,26 +105,26 @@ def test_only_the_real_release_on_the_same_split_and_labels_is_comparable():
     wang, swin, reproduction = published.WANG_2017, published.CAPSTONE_SWIN_B, published.REFERENCE_REPRODUCTION
     assert wang.labels == published.DNET_2018.labels == published.GE_2018_TABLE_1[0].labels == published.LABELS_2017
     assert swin.labels == published.UNSTATED and reproduction.labels == published.LABELS_V2020
-    assert published.comparison(wang, _real("official")) == ("like-for-like", "same test images, same labels")
+    assert published.comparison(wang, real_run("official")) == ("like-for-like", "same test images, same labels")
     # The capstone's cut of train_val by image keeps the official test split: its test numbers compare.
-    assert published.comparison(wang, _real("official_images")) == ("like-for-like", "same test images, same labels")
-    assert published.comparison(wang, _real("official", labels=published.LABELS_V2020)) == (
+    assert published.comparison(wang, real_run("official_images")) == ("like-for-like", "same test images, same labels")
+    assert published.comparison(wang, real_run("official", labels=published.LABELS_V2020)) == (
         "not comparable", "2017 labels, this run v2020")
-    assert published.comparable(reproduction, _real("random", labels=published.LABELS_V2020)) == "same protocol"
-    assert published.comparable(reproduction, _real("random")) == "not comparable"  # v2020 labels, this run 2017
-    assert published.comparison(swin, _real("official")) == (
+    assert published.comparable(reproduction, real_run("random", labels=published.LABELS_V2020)) == "same protocol"
+    assert published.comparable(reproduction, real_run("random")) == "not comparable"  # v2020 labels, this run 2017
+    assert published.comparison(swin, real_run("official")) == (
         "not comparable", "the source does not state its labels version")
-    assert published.comparable(wang, _real("official", split="val")) == "not comparable"
-    assert published.comparable(published.GE_2018_TABLE_1[0], _real("kfold")) == "not comparable"
-    for partial in (_real("official", num_images=2000, num_official_test=400),
-                    _real("official", num_official_test=published.OFFICIAL_TEST_IMAGES - 100)):
+    assert published.comparable(wang, real_run("official", split="val")) == "not comparable"
+    assert published.comparable(published.GE_2018_TABLE_1[0], real_run("kfold")) == "not comparable"
+    for partial in (real_run("official", num_images=2000, num_official_test=400),
+                    real_run("official", num_official_test=published.OFFICIAL_TEST_IMAGES - 100)):
         assert "synthetic or partial" in published.run_mismatch(partial)
         assert published.comparable(wang, partial) == "not comparable"
     # A fact not stated leaves the verdict unknown, unless a stated one already differs.
-    assert published.comparable(wang, _real("official", num_images=None)) == "unknown"
-    assert published.comparable(wang, _real("official", labels=None)) == "unknown"
+    assert published.comparable(wang, real_run("official", num_images=None)) == "unknown"
+    assert published.comparable(wang, real_run("official", labels=None)) == "unknown"
     assert published.comparable(wang, published.Measured(protocol="random")) == "not comparable"
-    assert published.run_mismatch(None) is None and published.run_mismatch(_real("random")) is None
+    assert published.run_mismatch(None) is None and published.run_mismatch(real_run("random")) is None
 
 
 def _split_by_patient(seed=0):
@@ -152,7 +146,7 @@ def test_report_files_tables_and_figures(tmp_path):
     (val_labels, val_probabilities), (labels, probabilities, patient_ids) = _split_by_patient()
     chosen = thresholds.choose_thresholds(val_labels, val_probabilities)
     result = metrics.full_metrics(labels, probabilities, patient_ids, bootstrap=200, thresholds=chosen)
-    synthetic = _real("random", labels="v2020", num_images=600, num_official_test=120)
+    synthetic = real_run("random", labels="v2020", num_images=600, num_official_test=120)
     paths = report.write_report(str(tmp_path / "out"), labels, probabilities, result, chosen, "synthetic run",
                                 measured=synthetic)
     text = (tmp_path / "out" / "report.md").read_text()
@@ -206,7 +200,7 @@ def test_report_of_a_real_release_run_names_like_for_like_rows(tmp_path):
     result = metrics.full_metrics(labels, probabilities, bootstrap=0)
     for labels_version, wang in (("2017", "**like-for-like**"), ("v2020", "**not comparable** (2017 labels")):
         out = tmp_path / labels_version
-        report.write_report(str(out), labels, probabilities, result, None, "real", measured=_real(
+        report.write_report(str(out), labels, probabilities, result, None, "real", measured=real_run(
             "official", labels=labels_version))
         text = (out / "report.md").read_text()
         assert "No published number applies" not in text and f"Wang 2017 {wang}" in text
